@@ -1,0 +1,110 @@
+/* conf.h - the gateway's one JSON configuration file.
+ *
+ * Shape (docs/configuration.md has every key):
+ *   {
+ *     "gateway": { "listen": [...], "tokenFile": "...", "requireAuth": true,
+ *                  "log": {"file": "...", "level": "info"},
+ *                  "allowedOrigins": [...], "limits": {...} },
+ *     "mcpServers": { "<id>": { "command": "npx", "args": [...], "env": {...},
+ *                               "cwd": "...", "callTimeoutMs": 60000, ... } }
+ *   }
+ * "mcpServers" is the shape MCP desktop clients use, so a user's existing
+ * block can be pasted in; the gateway-only keys per server are optional.
+ *
+ * Validation is strict: an unknown key, a wrong type or an out-of-range value
+ * is an error naming the file, the key path and what is wrong, e.g.
+ *   gateway.json: mcpServers.memory.callTimeoutMs: expected an integer from 100 to 3600000, got -5
+ * Limits come from limits.h: config may lower a hard cap, never raise it.
+ *
+ * Relative paths in the file (tokenFile, log.file, cwd) are resolved against
+ * the directory of the config file, so a deployment can be moved as a whole.
+ */
+#ifndef MCPGW_CONF_H
+#define MCPGW_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum mcpgw_restart_policy {
+    MCPGW_RESTART_ON_FAILURE = 0,   /* default: restart after a crash or hang */
+    MCPGW_RESTART_ALWAYS,           /* also after a clean exit */
+    MCPGW_RESTART_NEVER             /* stay down (state "disabled") */
+};
+
+struct mcpgw_conf_env {
+    char *name, *value;
+};
+
+struct mcpgw_conf_server {
+    char *id;                   /* key in mcpServers: [A-Za-z0-9_.-]{1,64} */
+    char *command;              /* as written; looked up in PATH at spawn */
+    char **args;                /* NULL-terminated, nargs entries */
+    size_t nargs;
+    struct mcpgw_conf_env *env; /* the server's own "env" */
+    size_t nenv;
+    char *cwd;                  /* absolute after load, or NULL */
+    int call_timeout_ms;        /* callTimeoutMs */
+    int start_timeout_ms;       /* startTimeoutMs */
+    int max_inflight;           /* maxInFlight */
+    enum mcpgw_restart_policy restart_policy;   /* restart.policy */
+    int restart_initial_ms;     /* restart.initialDelayMs */
+    int restart_max_ms;         /* restart.maxDelayMs */
+    int restart_reset_ms;       /* restart.resetAfterMs */
+    char **tools;               /* allow-list "tools", NULL-terminated; NULL = all */
+    size_t ntools;
+    bool enabled;               /* enabled (default true) */
+};
+
+struct mcpgw_conf_limits {
+    size_t max_message_bytes;   /* limits.maxMessageBytes */
+    int max_json_depth;         /* limits.maxJsonDepth */
+    int max_connections;        /* limits.maxConnections */
+    int max_connections_per_ip; /* limits.maxConnectionsPerIp */
+    int max_inflight_per_conn;  /* limits.maxInFlightPerConnection */
+    int heartbeat_ms;           /* limits.heartbeatIntervalMs */
+    int handshake_timeout_ms;   /* limits.handshakeTimeoutMs */
+    int idle_timeout_ms;        /* limits.idleTimeoutMs */
+};
+
+struct mcpgw_conf {
+    char *path;                 /* absolute path of the file loaded */
+    char *dir;                  /* its directory */
+    char **listen;              /* gateway.listen: "HOST:PORT" or "/unix/path", NULL-terminated */
+    size_t nlisten;
+    char *token_file;           /* gateway.tokenFile, absolute; default <dir>/tokens.json */
+    bool require_auth;          /* gateway.requireAuth (default true) */
+    char *log_file;             /* gateway.log.file, absolute; default <dir>/logs/gateway.log */
+    int log_level;              /* gateway.log.level -> enum mcpgw_log_level */
+    bool log_syslog;            /* gateway.log.syslog (default false) */
+    char **allowed_origins;     /* gateway.allowedOrigins, NULL-terminated; NULL = loopback only */
+    size_t norigins;
+    struct mcpgw_conf_limits limits;
+    struct mcpgw_conf_server *servers;
+    size_t nservers;
+};
+
+/* Load and validate a config file.  path NULL: $MCPGW_CONFIG, else the
+ * compiled-in default (SYSCONFDIR "/mcpgw/gateway.json").
+ * On success returns 0 and *out owns a new config (free with
+ * mcpgw_conf_free).  On failure returns MCPGW_ECONFIG or -errno, *out is
+ * NULL, and err (if not NULL) receives the one-line message naming file and
+ * key path, NUL-terminated and cut to errlen. */
+int mcpgw_conf_load(const char *path, struct mcpgw_conf **out, char *err, size_t errlen);
+
+/* Same, from a string in memory; name is what messages call the file and
+ * dir resolves relative paths (NULL: the current directory). */
+int mcpgw_conf_parse(const char *text, size_t len, const char *name, const char *dir,
+                     struct mcpgw_conf **out, char *err, size_t errlen);
+
+void mcpgw_conf_free(struct mcpgw_conf *conf);     /* NULL-safe */
+
+/* The server with this id, or NULL.  Borrowed: lives as long as conf. */
+const struct mcpgw_conf_server *mcpgw_conf_server(const struct mcpgw_conf *conf, const char *id);
+
+/* Whether the config lets server s offer tool (its "tools" allow-list). */
+bool mcpgw_conf_tool_allowed(const struct mcpgw_conf_server *s, const char *tool);
+
+/* Default config path (compiled-in). */
+const char *mcpgw_conf_default_path(void);
+
+#endif

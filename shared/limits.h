@@ -1,0 +1,94 @@
+/* limits.h - every hard cap and default of the gateway, in one place.
+ *
+ * A config file may lower a limit but never raise it past its hard cap
+ * (MCPGW_*_MAX).  Tests include this header, so a limit and the test that
+ * proves it cannot drift apart.  All sizes are bytes, all times ms.
+ */
+#ifndef MCPGW_LIMITS_H
+#define MCPGW_LIMITS_H
+
+/* One JSON message: a WebSocket message, a REST body, one line an MCP server
+ * writes on stdout.  The SDK's stdio transport dies silently on a line over
+ * 10 MiB (mcp-stdio-facts §2), so what we write must stay under that too. */
+#define MCPGW_MESSAGE_BYTES_DEFAULT   (4u * 1024 * 1024)
+#define MCPGW_MESSAGE_BYTES_MAX       (64u * 1024 * 1024)
+#define MCPGW_MESSAGE_BYTES_MIN       1024u
+#define MCPGW_STDIO_WRITE_BYTES_MAX   (10u * 1024 * 1024 - 1024)
+
+/* Nesting depth handed to json_tokener_new_ex(). */
+#define MCPGW_JSON_DEPTH_DEFAULT      64
+#define MCPGW_JSON_DEPTH_MAX          256
+#define MCPGW_JSON_DEPTH_MIN          4
+
+/* Per MCP server. */
+#define MCPGW_SERVER_INFLIGHT_DEFAULT 256
+#define MCPGW_SERVER_INFLIGHT_MAX     4096
+#define MCPGW_CALL_TIMEOUT_DEFAULT    60000
+#define MCPGW_CALL_TIMEOUT_MIN        100
+#define MCPGW_CALL_TIMEOUT_MAX        3600000
+#define MCPGW_START_TIMEOUT_DEFAULT   30000
+#define MCPGW_START_TIMEOUT_MIN       100
+#define MCPGW_START_TIMEOUT_MAX       600000
+/* Restart back-off: delay doubles from initial up to max, with +-20% jitter,
+ * and resets once the server has run this long without a failure. */
+#define MCPGW_RESTART_INITIAL_DEFAULT 1000
+#define MCPGW_RESTART_MAX_DEFAULT     300000
+#define MCPGW_RESTART_DELAY_MIN       10
+#define MCPGW_RESTART_DELAY_MAX       3600000
+#define MCPGW_RESTART_RESET_DEFAULT   600000
+/* Shutdown: close stdin, wait, SIGTERM the group, wait, SIGKILL. */
+#define MCPGW_STOP_STDIN_GRACE        2000
+#define MCPGW_STOP_TERM_GRACE         2000
+/* Output bytes queued towards one server's stdin before calls get EBUSY. */
+#define MCPGW_SERVER_OUTQ_MAX         (16u * 1024 * 1024)
+/* Garbage lines from a server tolerated within the window before restart. */
+#define MCPGW_GARBAGE_LINES_MAX       3
+#define MCPGW_GARBAGE_WINDOW          60000
+/* stderr of a server: one log line is cut at this length, and at most this
+ * many lines per second reach the log (the rest are counted). */
+#define MCPGW_STDERR_LINE_MAX         2048
+#define MCPGW_STDERR_LINES_PER_SEC    50
+/* tools/list pages followed before giving up on a server's nextCursor loop. */
+#define MCPGW_TOOLS_PAGES_MAX         64
+
+/* Configuration. */
+#define MCPGW_SERVERS_MAX             256
+#define MCPGW_SERVER_ID_MAX           64
+/* An MCP tool name: 1..128 of [A-Za-z0-9_.-] (MCP spec, tool names). */
+#define MCPGW_TOOL_NAME_MAX           128
+#define MCPGW_ARGS_MAX                256
+#define MCPGW_ENV_MAX                 128
+#define MCPGW_CONFIG_BYTES_MAX        (1u * 1024 * 1024)
+#define MCPGW_ORIGINS_MAX             64
+
+/* Connections (front ends). */
+#define MCPGW_CONNECTIONS_DEFAULT     10000
+#define MCPGW_CONNECTIONS_MAX         100000
+#define MCPGW_CONNECTIONS_PER_IP_DEFAULT 256
+#define MCPGW_CONN_INFLIGHT_DEFAULT   64
+#define MCPGW_CONN_INFLIGHT_MAX       1024
+#define MCPGW_HEARTBEAT_DEFAULT       15000
+#define MCPGW_HEARTBEAT_MIN           1000
+#define MCPGW_HEARTBEAT_MAX           300000
+#define MCPGW_HANDSHAKE_TIMEOUT_DEFAULT 10000
+#define MCPGW_IDLE_TIMEOUT_DEFAULT    120000
+#define MCPGW_TIMEOUT_MIN             100
+#define MCPGW_TIMEOUT_MAX             3600000
+/* A client's call id ("id" of a protocol message, codec.h): a string of
+ * 1..this many bytes (or an integer). */
+#define MCPGW_CALL_ID_MAX             128
+
+/* Tokens. */
+#define MCPGW_TOKENS_MAX              4096
+#define MCPGW_TOKEN_NAME_MAX          64
+#define MCPGW_TOKEN_SCOPES_MAX        64
+#define MCPGW_TOKEN_FILE_BYTES_MAX    (4u * 1024 * 1024)
+/* A presented token (auth message, header) longer than this is refused
+ * without hashing it. */
+#define MCPGW_TOKEN_BYTES_MAX         512
+
+/* Logging: one line is cut here (with a marker), so a huge value cannot
+ * make a huge log line. */
+#define MCPGW_LOG_LINE_MAX            4096
+
+#endif
