@@ -1,0 +1,119 @@
+/* hub_internal.h - the hub's structures, shared by hub.c and hub_sync.c
+ * (internal; tests may look inside). */
+#ifndef MCPGW_HUB_INTERNAL_H
+#define MCPGW_HUB_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "framer.h"
+#include "hub.h"
+#include "spawn.h"
+#include "theap.h"
+
+struct watch {
+    void (*fn)(struct watch *w, uint32_t events);
+};
+
+struct tools_waiter {
+    mcpgw_tools_cb cb;
+    void *ud;
+    struct tools_waiter *next;
+};
+
+struct srv;
+
+struct mcpgw_call {
+    struct srv *srv;
+    uint64_t call_id;           /* hub-wide */
+    uint64_t req_id;            /* JSON-RPC id on this server; 0 while queued */
+    bool queued;
+    struct mcpgw_call *prev, *next;     /* queue links while queued */
+    struct mcpgw__timer timer;  /* the call's deadline */
+    char *tool;
+    char *args;                 /* serialised arguments, kept only while queued */
+    size_t args_len;
+    bool progress;
+    char *caller, *client_call_id;
+    mcpgw_call_cb cb;
+    void *ud;
+    int64_t started;            /* monotonic ms */
+};
+
+struct srv {
+    mcpgw_hub *hub;
+    const struct mcpgw_conf_server *conf;
+    enum mcpgw_server_state state;
+    unsigned gen;               /* bumped whenever the process is torn down */
+    struct mcpgw__child child;
+    struct watch w_out, w_err, w_in, w_pid;
+    bool in_armed, dirty;
+    struct srv *dirty_next;
+    struct mcpgw__framer fout, ferr;
+    struct mcpgw_buf outq;
+    size_t outq_off;
+    struct mcpgw_call **slots;  /* sent calls by req_id & mask */
+    size_t mask;
+    uint64_t next_id;           /* never reset: ids are never reused */
+    unsigned inflight;          /* queued + sent */
+    struct mcpgw_call *q_head, *q_tail;
+    uint64_t init_id, list_id;  /* internal requests in flight, 0 if none */
+    json_object *tools;         /* array, filtered by config; NULL until listed */
+    json_object *tools_new;     /* being assembled across pages */
+    unsigned list_pages;
+    bool list_again;            /* list_changed came while a list was in flight */
+    struct tools_waiter *waiters;
+    struct mcpgw__timer t_start, t_retry, t_stop, t_stable;
+    int stop_phase;             /* 0, 1 stdin closed, 2 SIGTERM sent, 3 SIGKILL sent */
+    bool failing;               /* the stop under way is a failure */
+    unsigned failures;          /* consecutive, for back-off */
+    unsigned restarts, starts;
+    int64_t spawned_at;         /* monotonic */
+    int64_t next_retry_wall;
+    char proto[24];
+    char last_error[160];
+    int garbage;
+    int64_t garbage_since;
+    int64_t err_sec;
+    unsigned err_lines, err_dropped;
+};
+
+struct post {
+    void (*fn)(mcpgw_hub *hub, void *ud);
+    void *ud;
+    struct post *next;
+};
+
+struct mcpgw_hub {
+    struct mcpgw_conf *conf;
+    struct srv *srvs;
+    size_t nsrv;
+    int epfd, tfd, efd;
+    struct watch w_timer, w_event;
+    struct mcpgw__theap timers;
+    int64_t armed_for;          /* deadline the timerfd is set to, 0 = unset */
+    json_tokener *tok;
+    uint64_t next_call_id;
+    bool in_run;
+    struct srv *dirty;          /* servers with output to flush at turn end */
+    bool waiters_due;
+    struct mcpgw_buf scratch;
+    void (*observer)(void *ud, const struct mcpgw_hub_event *ev);
+    void *observer_ud;
+    /* cross-thread */
+    pthread_mutex_t post_lock;
+    struct post *posts, *posts_tail;
+    bool closing;
+    pthread_t thread;
+    bool thread_running;
+    volatile bool thread_quit;
+    pthread_t loop_thread;      /* valid while thread_running */
+};
+
+/* hub.c, for hub_sync.c */
+void mcpgw__hub_stop_all(mcpgw_hub *hub);
+bool mcpgw__hub_on_loop_thread(const mcpgw_hub *hub);
+
+#endif

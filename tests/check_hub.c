@@ -1,0 +1,847 @@
+/* check_hub.c - the dispatch hub against the fault-injection MCP server.
+ *
+ * Every test drives a real child process (tests/fake_mcp) through the
+ * public API: calls in flight out of order, progress, timeouts, cancels,
+ * crashes, hangs, garbage, oversized output, restarts with back-off, server
+ * requests, tool-list changes, shutdown without zombies.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "err.h"
+#include "hub.h"
+#include "log.h"
+#include "theap.h"
+
+static char fake[512];
+
+/* A hub over one fake server "fake" started with extra_args, plus extra
+ * per-server keys (JSON fragment, may be ""). */
+static mcpgw_hub *hub_with(const char *extra_args, const char *server_keys, const char *gw_keys)
+{
+    char json[4096], err[512];
+    struct mcpgw_conf *conf;
+    mcpgw_hub *hub;
+    int rc;
+
+    snprintf(json, sizeof(json),
+             "{\"gateway\":{\"log\":{\"level\":\"debug\"}%s%s},"
+             "\"mcpServers\":{\"fake\":{\"command\":\"%s\",\"args\":[%s],"
+             "\"env\":{\"FAKE_CONFIGURED\":\"yes\"},"
+             "\"restart\":{\"initialDelayMs\":100,\"maxDelayMs\":1000}%s%s}}}",
+             gw_keys[0] ? "," : "", gw_keys, fake, extra_args,
+             server_keys[0] ? "," : "", server_keys);
+    rc = mcpgw_conf_parse(json, strlen(json), "test.json", "/tmp", &conf, err, sizeof(err));
+    ck_assert_msg(rc == 0, "config: %s", err);
+    hub = mcpgw_hub_new(conf, &rc);
+    ck_assert_ptr_nonnull(hub);
+    return hub;
+}
+
+struct result {
+    int done;                   /* DONE callbacks seen (must end at 1) */
+    int progress;
+    int status;
+    bool is_error;
+    int rpc_code;
+    char text[256];
+    char error[256];
+    size_t text_len;
+    int64_t at;                 /* order of completion */
+};
+
+static int64_t completion_seq;
+
+static void record(mcpgw_call *call, const struct mcpgw_call_event *ev, void *ud)
+{
+    struct result *r = ud;
+    json_object *content, *block, *text;
+
+    if (ev->kind == MCPGW_CALL_PROGRESS) {
+        r->progress++;
+        return;
+    }
+    r->done++;
+    r->status = ev->status;
+    r->is_error = ev->is_error;
+    r->rpc_code = ev->rpc_code;
+    r->at = ++completion_seq;
+    if (ev->error)
+        snprintf(r->error, sizeof(r->error), "%s", ev->error);
+    if (ev->status == 0 && json_object_object_get_ex(ev->result, "content", &content) &&
+        (block = json_object_array_get_idx(content, 0)) &&
+        json_object_object_get_ex(block, "text", &text)) {
+        r->text_len = (size_t)json_object_get_string_len(text);
+        snprintf(r->text, sizeof(r->text), "%s", json_object_get_string(text));
+    }
+}
+
+static void run_until(mcpgw_hub *hub, const int *counter, int want, int max_ms)
+{
+    int64_t end = mcpgw__mono_ms() + max_ms;
+
+    while (*counter < want && mcpgw__mono_ms() < end)
+        mcpgw_hub_run(hub, 20);
+    ck_assert_msg(*counter >= want, "waited %d ms for %d events, got %d", max_ms, want, *counter);
+}
+
+static void run_for(mcpgw_hub *hub, int ms)
+{
+    int64_t end = mcpgw__mono_ms() + ms;
+
+    while (mcpgw__mono_ms() < end)
+        mcpgw_hub_run(hub, 10);
+}
+
+static int call(mcpgw_hub *hub, const char *tool, const char *args, struct result *r,
+                const struct mcpgw_call_opts *opts, mcpgw_call **out)
+{
+    json_object *a = args ? json_tokener_parse(args) : NULL;
+    int rc = mcpgw_hub_call(hub, "fake", tool, a, opts, record, r, out);
+
+    json_object_put(a);
+    return rc;
+}
+
+/* Call and wait for the single DONE. */
+static void call_wait(mcpgw_hub *hub, const char *tool, const char *args, struct result *r)
+{
+    memset(r, 0, sizeof(*r));
+    ck_assert_int_eq(call(hub, tool, args, r, NULL, NULL), 0);
+    run_until(hub, &r->done, 1, 10000);
+}
+
+static void assert_no_children(void)
+{
+    int st;
+
+    ck_assert_int_eq(waitpid(-1, &st, WNOHANG), -1);
+    ck_assert_int_eq(errno, ECHILD);
+}
+
+START_TEST(echo_round_trip_and_health)
+{
+    mcpgw_hub *hub = hub_with("", "", "");
+    struct mcpgw_server_health h;
+    struct result r;
+
+    ck_assert_int_eq(mcpgw_hub_health_of(hub, "fake", &h), 0);
+    ck_assert_int_eq(h.state, MCPGW_SERVER_IDLE);
+    call_wait(hub, "echo", "{\"message\":\"hi \\u2028 there\"}", &r);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert(!r.is_error);
+    ck_assert_str_eq(r.text, "Echo: hi \xe2\x80\xa8 there");
+    ck_assert_int_eq(mcpgw_hub_health_of(hub, "fake", &h), 0);
+    ck_assert_int_eq(h.state, MCPGW_SERVER_READY);
+    ck_assert_str_eq(h.protocol_version, "2025-11-25");
+    ck_assert_int_gt(h.pid, 0);
+    ck_assert_uint_gt(h.ntools, 5);
+    ck_assert_uint_eq(h.inflight, 0);
+    mcpgw_hub_free(hub);
+    assert_no_children();
+}
+END_TEST
+
+START_TEST(answers_arrive_out_of_order)
+{
+    mcpgw_hub *hub = hub_with("", "", "");
+    struct result slow = { 0 }, fast = { 0 };
+    int done = 0;
+
+    ck_assert_int_eq(call(hub, "sleep", "{\"ms\":400}", &slow, NULL, NULL), 0);
+    ck_assert_int_eq(call(hub, "echo", "{\"message\":\"quick\"}", &fast, NULL, NULL), 0);
+    while (done < 2) {
+        mcpgw_hub_run(hub, 50);
+        done = slow.done + fast.done;
+    }
+    ck_assert_int_eq(slow.status, 0);
+    ck_assert_int_eq(fast.status, 0);
+    ck_assert_int_lt(fast.at, slow.at);
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+/* 200 calls in flight, each with its own payload and delay: every one
+ * completes exactly once with its own answer. */
+START_TEST(many_in_flight_each_gets_its_own_answer)
+{
+    enum { N = 200 };
+    mcpgw_hub *hub = hub_with("", "", "");
+    struct result *r = calloc(N, sizeof(*r));
+    int total = 0;
+
+    for (int i = 0; i < N; i++) {
+        char args[64];
+
+        snprintf(args, sizeof(args), "{\"ms\":%d,\"message\":\"m%d\"}", (i * 37) % 50, i);
+        ck_assert_int_eq(call(hub, "sleep", args, &r[i], NULL, NULL), 0);
+    }
+    for (int64_t end = mcpgw__mono_ms() + 10000; total < N && mcpgw__mono_ms() < end;) {
+        mcpgw_hub_run(hub, 20);
+        total = 0;
+        for (int i = 0; i < N; i++)
+            total += r[i].done;
+    }
+    for (int i = 0; i < N; i++) {
+        char want[32];
+
+        snprintf(want, sizeof(want), "m%d", i);
+        ck_assert_int_eq(r[i].done, 1);
+        ck_assert_int_eq(r[i].status, 0);
+        ck_assert_msg(strstr(r[i].text, want), "call %d got '%s'", i, r[i].text);
+    }
+    free(r);
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+START_TEST(progress_is_relayed_then_done)
+{
+    mcpgw_hub *hub = hub_with("", "", "");
+    struct mcpgw_call_opts opts = { .progress = true };
+    struct result r = { 0 };
+
+    ck_assert_int_eq(call(hub, "progress", "{\"steps\":4,\"intervalMs\":20}", &r, &opts, NULL), 0);
+    run_until(hub, &r.done, 1, 5000);
+    ck_assert_int_eq(r.progress, 4);
+    ck_assert_int_eq(r.status, 0);
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+START_TEST(no_progress_unless_asked)
+{
+    mcpgw_hub *hub = hub_with("", "", "");
+    struct result r = { 0 };
+
+    ck_assert_int_eq(call(hub, "progress", "{\"steps\":3,\"intervalMs\":10}", &r, NULL, NULL), 0);
+    run_until(hub, &r.done, 1, 5000);
+    ck_assert_int_eq(r.progress, 0);
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+/* A timed-out call completes once; its late answer is dropped; the server
+ * keeps serving. */
+START_TEST(timeout_completes_once_and_drops_the_late_answer)
+{
+    mcpgw_hub *hub = hub_with("\"--ignore-cancel\"", "", "");
+    struct mcpgw_call_opts opts = { .timeout_ms = 150, .progress = true };
+    struct result r = { 0 }, e;
+
+    ck_assert_int_eq(call(hub, "sleep", "{\"ms\":600}", &r, &opts, NULL), 0);
+    run_until(hub, &r.done, 1, 5000);
+    ck_assert_int_eq(r.status, MCPGW_ETIMEDOUT);
+    ck_assert_ptr_nonnull(strstr(r.error, "server 'fake' did not answer 'sleep' within"));
+    run_for(hub, 700);
+    ck_assert_int_eq(r.done, 1);
+    call_wait(hub, "echo", "{\"message\":\"still here\"}", &e);
+    ck_assert_str_eq(e.text, "Echo: still here");
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+/* A hung call is cut at its timeout even while progress keeps coming. */
+START_TEST(timeout_holds_while_progress_flows)
+{
+    mcpgw_hub *hub = hub_with("", "", "");
+    struct mcpgw_call_opts opts = { .timeout_ms = 300, .progress = true };
+    struct result r = { 0 };
+
+    ck_assert_int_eq(call(hub, "progress", "{\"steps\":100,\"intervalMs\":20}", &r, &opts, NULL), 0);
+    run_until(hub, &r.done, 1, 5000);
+    ck_assert_int_eq(r.status, MCPGW_ETIMEDOUT);
+    ck_assert_int_gt(r.progress, 3);
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+START_TEST(cancel_runs_the_callback_and_drops_later_progress)
+{
+    mcpgw_hub *hub = hub_with("\"--ignore-cancel\"", "", "");
+    struct mcpgw_call_opts opts = { .progress = true };
+    struct result r = { 0 }, e;
+    mcpgw_call *c;
+    int seen;
+
+    ck_assert_int_eq(call(hub, "progress", "{\"steps\":10,\"intervalMs\":30}", &r, &opts, &c), 0);
+    run_until(hub, &r.progress, 1, 5000);
+    mcpgw_call_cancel(c, "test");
+    ck_assert_int_eq(r.done, 1);
+    ck_assert_int_eq(r.status, MCPGW_ECANCELED);
+    seen = r.progress;
+    run_for(hub, 200);      /* the server keeps sending: we must drop it */
+    ck_assert_int_eq(r.progress, seen);
+    ck_assert_int_eq(r.done, 1);
+    call_wait(hub, "echo", "{\"message\":\"x\"}", &e);
+    ck_assert_int_eq(e.status, 0);
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+/* A crash fails exactly the calls the server held, then it comes back. */
+START_TEST(crash_fails_in_flight_calls_and_restarts)
+{
+    mcpgw_hub *hub = hub_with("", "", "");
+    struct result a = { 0 }, b = { 0 }, e;
+    struct mcpgw_server_health h;
+    int done = 0;
+
+    call_wait(hub, "echo", "{\"message\":\"warm\"}", &e);
+    ck_assert_int_eq(call(hub, "sleep", "{\"ms\":5000}", &a, NULL, NULL), 0);
+    ck_assert_int_eq(call(hub, "crash", "{\"signal\":9}", &b, NULL, NULL), 0);
+    while (done < 2) {
+        mcpgw_hub_run(hub, 50);
+        done = a.done + b.done;
+    }
+    ck_assert_int_eq(a.status, MCPGW_ESERVERGONE);
+    ck_assert_int_eq(b.status, MCPGW_ESERVERGONE);
+    ck_assert_msg(strstr(b.error, "server 'fake' exited during the call (killed by signal 9"),
+                  "%s", b.error);
+    ck_assert_int_eq(mcpgw_hub_health_of(hub, "fake", &h), 0);
+    ck_assert_int_eq(h.state, MCPGW_SERVER_BACKOFF);
+    ck_assert_int_gt(h.next_retry_ms, 0);
+    /* calls during back-off fail at once */
+    ck_assert_int_eq(call(hub, "echo", "{}", &e, NULL, NULL), MCPGW_EUNAVAIL);
+    for (int64_t end = mcpgw__mono_ms() + 5000; mcpgw__mono_ms() < end;) {
+        mcpgw_hub_run(hub, 20);
+        mcpgw_hub_health_of(hub, "fake", &h);
+        if (h.state == MCPGW_SERVER_READY)
+            break;
+    }
+    ck_assert_int_eq(h.state, MCPGW_SERVER_READY);
+    ck_assert_uint_eq(h.restarts, 1);
+    call_wait(hub, "echo", "{\"message\":\"back\"}", &e);
+    ck_assert_str_eq(e.text, "Echo: back");
+    mcpgw_hub_free(hub);
+    assert_no_children();
+}
+END_TEST
+
+START_TEST(unknown_server_and_tool)
+{
+    mcpgw_hub *hub = hub_with("", "", "");
+    struct result r = { 0 }, e;
+
+    ck_assert_int_eq(mcpgw_hub_call(hub, "nope", "echo", NULL, NULL, record, &r, NULL),
+                     MCPGW_EUNKNOWNSERVER);
+    /* before the tool list is known: the answer comes through the callback */
+    ck_assert_int_eq(call(hub, "no_such_tool", NULL, &r, NULL, NULL), 0);
+    run_until(hub, &r.done, 1, 5000);
+    ck_assert_int_eq(r.status, MCPGW_EUNKNOWNTOOL);
+    ck_assert_str_eq(r.error, "server 'fake' has no tool 'no_such_tool'");
+    /* once known: at once */
+    call_wait(hub, "echo", "{\"message\":\"x\"}", &e);
+    ck_assert_int_eq(call(hub, "no_such_tool", NULL, &r, NULL, NULL), MCPGW_EUNKNOWNTOOL);
+    {
+        json_object *arr = json_object_new_array();
+
+        ck_assert_int_eq(mcpgw_hub_call(hub, "fake", "echo", arr, NULL, record, &r, NULL),
+                         -EINVAL);
+        json_object_put(arr);
+    }
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+START_TEST(config_allow_list_hides_tools)
+{
+    mcpgw_hub *hub = hub_with("", "\"tools\":[\"echo\"]", "");
+    struct result r = { 0 }, e;
+
+    ck_assert_int_eq(call(hub, "sleep", "{\"ms\":1}", &r, NULL, NULL), MCPGW_EUNKNOWNTOOL);
+    call_wait(hub, "echo", "{\"message\":\"x\"}", &e);
+    ck_assert_int_eq(e.status, 0);
+    ck_assert_uint_eq(json_object_array_length(mcpgw_hub_tools(hub, "fake")), 1);
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+START_TEST(tool_errors_are_results_rpc_errors_are_errors)
+{
+    mcpgw_hub *hub = hub_with("", "", "");
+    struct result r;
+
+    call_wait(hub, "iserror", NULL, &r);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert(r.is_error);
+    call_wait(hub, "error", "{\"code\":-32042,\"message\":\"nope\"}", &r);
+    ck_assert_int_eq(r.status, MCPGW_ERPC);
+    ck_assert_int_eq(r.rpc_code, -32042);
+    ck_assert_str_eq(r.error, "server 'fake' returned error -32042: nope");
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+/* One garbage line is logged and tolerated; three in the window restart. */
+START_TEST(garbage_is_tolerated_then_restarts)
+{
+    mcpgw_hub *hub = hub_with("", "", "");
+    struct mcpgw_server_health h;
+    struct result r, held = { 0 };
+
+    call_wait(hub, "garbage", NULL, &r);
+    ck_assert_int_eq(r.status, 0);
+    call_wait(hub, "garbage", NULL, &r);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_int_eq(call(hub, "sleep", "{\"ms\":5000}", &held, NULL, NULL), 0);
+    call_wait(hub, "garbage", NULL, &r);
+    ck_assert_int_eq(r.status, MCPGW_ESERVERGONE);
+    ck_assert_msg(strstr(r.error, "sent 3 malformed messages"), "%s", r.error);
+    run_until(hub, &held.done, 1, 2000);
+    ck_assert_int_eq(held.status, MCPGW_ESERVERGONE);
+    mcpgw_hub_health_of(hub, "fake", &h);
+    ck_assert(h.state == MCPGW_SERVER_STOPPING || h.state == MCPGW_SERVER_BACKOFF);
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+/* An answer over the message limit fails that call only. */
+START_TEST(oversized_answer_fails_only_its_call)
+{
+    mcpgw_hub *hub = hub_with("", "", "\"limits\":{\"maxMessageBytes\":65536}");
+    struct result r, held = { 0 };
+    struct mcpgw_server_health h;
+
+    ck_assert_int_eq(call(hub, "sleep", "{\"ms\":300,\"message\":\"ok\"}", &held, NULL, NULL), 0);
+    call_wait(hub, "big", "{\"bytes\":200000}", &r);
+    ck_assert_int_eq(r.status, MCPGW_ETOOBIG);
+    ck_assert_msg(strstr(r.error, "over the 65536-byte limit"), "%s", r.error);
+    run_until(hub, &held.done, 1, 3000);
+    ck_assert_int_eq(held.status, 0);
+    mcpgw_hub_health_of(hub, "fake", &h);
+    ck_assert_int_eq(h.state, MCPGW_SERVER_READY);
+    ck_assert_uint_eq(h.restarts, 0);
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+START_TEST(ten_mib_answer_within_a_raised_limit)
+{
+    mcpgw_hub *hub = hub_with("", "", "\"limits\":{\"maxMessageBytes\":16777216}");
+    struct result r;
+
+    call_wait(hub, "big", "{\"bytes\":10485760}", &r);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_uint_eq(r.text_len, 10485760);
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+START_TEST(start_timeout_backs_off)
+{
+    mcpgw_hub *hub = hub_with("\"--no-init\"", "\"startTimeoutMs\":200", "");
+    struct mcpgw_server_health h;
+    struct result r = { 0 };
+
+    ck_assert_int_eq(call(hub, "echo", NULL, &r, NULL, NULL), 0);
+    run_until(hub, &r.done, 1, 3000);
+    ck_assert_int_eq(r.status, MCPGW_EUNAVAIL);
+    ck_assert_str_eq(r.error, "server 'fake' did not finish starting within 200 ms");
+    run_for(hub, 100);
+    mcpgw_hub_health_of(hub, "fake", &h);
+    /* stopping, backing off, or already trying again: never ready */
+    ck_assert_msg(h.state != MCPGW_SERVER_READY, "state %s", mcpgw_server_state_name(h.state));
+    ck_assert_str_eq(h.last_error, "did not finish starting within 200 ms");
+    mcpgw_hub_free(hub);
+    assert_no_children();
+}
+END_TEST
+
+/* A server that dies at once is restarted with growing delays, never in a
+ * tight loop. */
+START_TEST(crash_loop_backs_off_exponentially)
+{
+    mcpgw_hub *hub = hub_with("\"--exit-at-start\",\"3\"", "", "");
+    struct mcpgw_server_health h;
+    unsigned starts_seen = 0;
+
+    ck_assert_int_eq(mcpgw_hub_start(hub, "fake"), 0);
+    run_for(hub, 1600);
+    mcpgw_hub_health_of(hub, "fake", &h);
+    starts_seen = h.restarts + 1;
+    /* delays 100, 200, 400, 800 (+-20%): within 1.6 s at most 5 starts */
+    ck_assert_uint_ge(starts_seen, 3);
+    ck_assert_uint_le(starts_seen, 5);
+    ck_assert_str_eq(h.last_error, "exited (exited with status 3)");
+    mcpgw_hub_free(hub);
+    assert_no_children();
+}
+END_TEST
+
+START_TEST(missing_command_is_reported)
+{
+    char json[] = "{\"mcpServers\":{\"fake\":{\"command\":\"/nonexistent/mcp-server\"}}}";
+    struct mcpgw_server_health h;
+    struct mcpgw_conf *conf;
+    struct result r = { 0 };
+    char err[256];
+    mcpgw_hub *hub;
+
+    ck_assert_int_eq(mcpgw_conf_parse(json, strlen(json), "t.json", "/tmp", &conf, err,
+                                      sizeof(err)), 0);
+    hub = mcpgw_hub_new(conf, NULL);
+    ck_assert_int_eq(mcpgw_hub_call(hub, "fake", "echo", NULL, NULL, record, &r, NULL),
+                     MCPGW_EUNAVAIL);
+    ck_assert_int_eq(r.done, 0);
+    mcpgw_hub_health_of(hub, "fake", &h);
+    ck_assert_int_eq(h.state, MCPGW_SERVER_BACKOFF);
+    ck_assert_msg(strstr(h.last_error, "/nonexistent/mcp-server"), "%s", h.last_error);
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+START_TEST(server_requests_are_always_answered)
+{
+    mcpgw_hub *hub = hub_with("", "", "");
+    struct result r;
+
+    call_wait(hub, "ask", "{\"method\":\"ping\"}", &r);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_msg(strstr(r.text, "\"result\":{}"), "%s", r.text);
+    call_wait(hub, "ask", "{\"method\":\"roots/list\"}", &r);
+    ck_assert_msg(strstr(r.text, "-32601"), "%s", r.text);
+    call_wait(hub, "ask", "{\"method\":\"sampling/createMessage\"}", &r);
+    ck_assert_msg(strstr(r.text, "-32601"), "%s", r.text);
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+START_TEST(tool_list_changes_are_followed)
+{
+    mcpgw_hub *hub = hub_with("", "", "");
+    struct result r;
+
+    call_wait(hub, "echo", "{\"message\":\"x\"}", &r);
+    ck_assert_int_eq(call(hub, "late_tool", NULL, &r, NULL, NULL), MCPGW_EUNKNOWNTOOL);
+    call_wait(hub, "list_changed", NULL, &r);
+    ck_assert_int_eq(r.status, 0);
+    /* the refresh is in flight or done: the call is held, then sent */
+    call_wait(hub, "late_tool", "{\"message\":\"y\"}", &r);
+    ck_assert_int_eq(r.status, 0);
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+START_TEST(paginated_tool_lists_are_followed)
+{
+    mcpgw_hub *hub = hub_with("\"--page-size\",\"2\"", "", "");
+    struct result r;
+    struct mcpgw_server_health h;
+
+    call_wait(hub, "echo", "{\"message\":\"x\"}", &r);
+    mcpgw_hub_health_of(hub, "fake", &h);
+    ck_assert_uint_gt(h.ntools, 10);
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+START_TEST(unknown_response_ids_are_ignored)
+{
+    mcpgw_hub *hub = hub_with("", "", "");
+    struct result r;
+
+    call_wait(hub, "unknownid", NULL, &r);
+    ck_assert_int_eq(r.status, 0);
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+START_TEST(child_gets_only_allowed_env_and_fds)
+{
+    mcpgw_hub *hub;
+    struct result r;
+
+    setenv("HTTP_PROXY", "http://evil", 1);
+    setenv("MCPGW_CANARY", "mcpgw_canary_secret", 1);
+    hub = hub_with("", "", "");
+    call_wait(hub, "env", NULL, &r);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_null(strstr(r.text, "HTTP_PROXY"));
+    ck_assert_ptr_null(strstr(r.text, "canary"));
+    ck_assert_ptr_nonnull(strstr(r.text, "FAKE_CONFIGURED=yes"));
+    call_wait(hub, "fds", NULL, &r);
+    ck_assert_str_eq(r.text, "0 1 2");
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+static char logged[65536];
+static size_t logged_len;
+
+static void log_sink(void *ud, int level, const char *line, size_t len)
+{
+    if (logged_len + len + 2 < sizeof(logged)) {
+        memcpy(logged + logged_len, line, len);
+        logged_len += len;
+        logged[logged_len++] = '\n';
+        logged[logged_len] = '\0';
+    }
+}
+
+START_TEST(stderr_is_logged_per_server)
+{
+    mcpgw_hub *hub;
+    struct result r;
+
+    mcpgw_log_open(NULL, MCPGW_LOG_DEBUG, false, 0);
+    mcpgw_log_set_sink(log_sink, NULL);
+    hub = hub_with("\"--stderr-banner\",\"Fake MCP Server running on stdio\"", "", "");
+    call_wait(hub, "stderr", "{\"bytes\":300}", &r);
+    run_for(hub, 100);
+    ck_assert_msg(strstr(logged, "INFO  server:fake: Fake MCP Server running on stdio"), "%s",
+                  logged);
+    ck_assert_ptr_nonnull(strstr(logged, "dispatch: server 'fake' ready"));
+    mcpgw_hub_free(hub);
+    mcpgw_log_set_sink(NULL, NULL);
+}
+END_TEST
+
+START_TEST(in_flight_cap_answers_busy)
+{
+    mcpgw_hub *hub = hub_with("", "\"maxInFlight\":4", "");
+    struct result r[5] = { 0 };
+    int done = 0;
+
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(call(hub, "sleep", "{\"ms\":100}", &r[i], NULL, NULL), 0);
+    ck_assert_int_eq(call(hub, "sleep", "{\"ms\":1}", &r[4], NULL, NULL), MCPGW_EBUSY);
+    while (done < 4) {
+        mcpgw_hub_run(hub, 20);
+        done = r[0].done + r[1].done + r[2].done + r[3].done;
+    }
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+static void count_shutdown(mcpgw_call *call, const struct mcpgw_call_event *ev, void *ud)
+{
+    if (ev->kind == MCPGW_CALL_DONE && ev->status == MCPGW_ESHUTDOWN)
+        ++*(int *)ud;
+}
+
+/* Freeing the hub completes every call and leaves no child behind, even a
+ * server that no longer reads or writes anything. */
+START_TEST(shutdown_completes_calls_and_reaps)
+{
+    mcpgw_hub *hub = hub_with("", "", "");
+    struct mcpgw_server_health h;
+    struct result r;
+    int shut = 0;
+    pid_t pid;
+    int64_t t0;
+
+    call_wait(hub, "echo", "{\"message\":\"x\"}", &r);
+    mcpgw_hub_health_of(hub, "fake", &h);
+    pid = h.pid;
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(mcpgw_hub_call(hub, "fake", "hang", NULL, NULL, count_shutdown, &shut,
+                                        NULL), 0);
+    ck_assert_int_eq(mcpgw_hub_call(hub, "fake", "freeze", NULL, NULL, count_shutdown, &shut,
+                                    NULL), 0);
+    run_for(hub, 100);
+    t0 = mcpgw__mono_ms();
+    mcpgw_hub_free(hub);
+    ck_assert_int_eq(shut, 11);
+    ck_assert_int_lt(mcpgw__mono_ms() - t0, 6000);
+    ck_assert_int_eq(kill(pid, 0), -1);
+    assert_no_children();
+}
+END_TEST
+
+struct observed {
+    int starts, dones, states;
+};
+
+static void observer(void *ud, const struct mcpgw_hub_event *ev)
+{
+    struct observed *o = ud;
+
+    if (ev->kind == MCPGW_HUB_CALL_START) {
+        ck_assert_str_eq(ev->client_call_id, "client-7");
+        o->starts++;
+    } else if (ev->kind == MCPGW_HUB_CALL_DONE) {
+        o->dones++;
+    } else if (ev->kind == MCPGW_HUB_SERVER_STATE) {
+        o->states++;
+    }
+}
+
+START_TEST(observer_sees_calls_and_states)
+{
+    mcpgw_hub *hub = hub_with("", "", "");
+    struct mcpgw_call_opts opts = { .client_call_id = "client-7", .caller = "tester" };
+    struct observed o = { 0 };
+    struct result r = { 0 };
+
+    mcpgw_hub_set_observer(hub, observer, &o);
+    ck_assert_int_eq(call(hub, "echo", "{\"message\":\"x\"}", &r, &opts, NULL), 0);
+    run_until(hub, &r.done, 1, 5000);
+    ck_assert_int_eq(o.starts, 1);
+    ck_assert_int_eq(o.dones, 1);
+    ck_assert_int_ge(o.states, 2);  /* starting, ready */
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+struct worker {
+    mcpgw_hub *hub;
+    int ok;
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+
+    for (int i = 0; i < 50; i++) {
+        json_object *args = json_object_new_object(), *res = NULL;
+        char msg[32], err[200];
+        bool iserr;
+
+        snprintf(msg, sizeof(msg), "w%p-%d", (void *)w, i);
+        json_object_object_add(args, "message", json_object_new_string(msg));
+        if (mcpgw_hub_call_sync(w->hub, "fake", "echo", args, NULL, NULL, NULL, &res, &iserr,
+                                err, sizeof(err)) == 0) {
+            json_object *content, *text;
+
+            json_object_object_get_ex(res, "content", &content);
+            json_object_object_get_ex(json_object_array_get_idx(content, 0), "text", &text);
+            if (strstr(json_object_get_string(text), msg))
+                w->ok++;
+        }
+        json_object_put(res);
+        json_object_put(args);
+    }
+    return NULL;
+}
+
+/* The FastCGI shape: the hub on its own thread, blocking callers on others. */
+START_TEST(blocking_calls_from_many_threads)
+{
+    mcpgw_hub *hub = hub_with("", "", "");
+    struct worker w[8];
+    pthread_t t[8];
+
+    ck_assert_int_eq(mcpgw_hub_thread_start(hub), 0);
+    for (int i = 0; i < 8; i++) {
+        w[i].hub = hub;
+        w[i].ok = 0;
+        pthread_create(&t[i], NULL, worker_main, &w[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_int_eq(w[i].ok, 50);
+    }
+    mcpgw_hub_free(hub);
+    assert_no_children();
+}
+END_TEST
+
+START_TEST(blocking_call_without_a_thread)
+{
+    mcpgw_hub *hub = hub_with("", "", "");
+    json_object *res = NULL;
+    char err[200];
+    bool iserr;
+
+    ck_assert_int_eq(mcpgw_hub_call_sync(hub, "fake", "hang", NULL,
+                                         &(struct mcpgw_call_opts){ .timeout_ms = 100 },
+                                         NULL, NULL, &res, &iserr, err, sizeof(err)),
+                     MCPGW_ETIMEDOUT);
+    ck_assert_ptr_null(res);
+    ck_assert_msg(strstr(err, "did not answer 'hang'"), "%s", err);
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+/* Many crashes: every one reaped, no fd left behind. */
+START_TEST(crash_cycles_leak_nothing)
+{
+    mcpgw_hub *hub = hub_with("", "", "");
+    struct result r;
+    int fds_before = 0, fds_after = 0;
+    char path[64];
+
+    call_wait(hub, "echo", "{\"message\":\"x\"}", &r);
+    for (int fd = 0; fd < 1024; fd++) {
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        fds_before += access(path, F_OK) == 0;
+    }
+    for (int i = 0; i < 15; i++) {
+        struct mcpgw_server_health h;
+
+        call_wait(hub, "crash", NULL, &r);
+        ck_assert_int_eq(r.status, MCPGW_ESERVERGONE);
+        do {
+            mcpgw_hub_run(hub, 20);
+            mcpgw_hub_health_of(hub, "fake", &h);
+        } while (h.state != MCPGW_SERVER_READY);
+    }
+    for (int fd = 0; fd < 1024; fd++) {
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        fds_after += access(path, F_OK) == 0;
+    }
+    ck_assert_int_eq(fds_after, fds_before);
+    mcpgw_hub_free(hub);
+    assert_no_children();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("hub");
+    TCase *tc = tcase_create("hub");
+    const char *b = getenv("top_builddir");
+    SRunner *sr;
+    int failed;
+
+    snprintf(fake, sizeof(fake), "%s/tests/fake_mcp", b ? b : ".");
+    signal(SIGPIPE, SIG_IGN);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, echo_round_trip_and_health);
+    tcase_add_test(tc, answers_arrive_out_of_order);
+    tcase_add_test(tc, many_in_flight_each_gets_its_own_answer);
+    tcase_add_test(tc, progress_is_relayed_then_done);
+    tcase_add_test(tc, no_progress_unless_asked);
+    tcase_add_test(tc, timeout_completes_once_and_drops_the_late_answer);
+    tcase_add_test(tc, timeout_holds_while_progress_flows);
+    tcase_add_test(tc, cancel_runs_the_callback_and_drops_later_progress);
+    tcase_add_test(tc, crash_fails_in_flight_calls_and_restarts);
+    tcase_add_test(tc, unknown_server_and_tool);
+    tcase_add_test(tc, config_allow_list_hides_tools);
+    tcase_add_test(tc, tool_errors_are_results_rpc_errors_are_errors);
+    tcase_add_test(tc, garbage_is_tolerated_then_restarts);
+    tcase_add_test(tc, oversized_answer_fails_only_its_call);
+    tcase_add_test(tc, ten_mib_answer_within_a_raised_limit);
+    tcase_add_test(tc, start_timeout_backs_off);
+    tcase_add_test(tc, crash_loop_backs_off_exponentially);
+    tcase_add_test(tc, missing_command_is_reported);
+    tcase_add_test(tc, server_requests_are_always_answered);
+    tcase_add_test(tc, tool_list_changes_are_followed);
+    tcase_add_test(tc, paginated_tool_lists_are_followed);
+    tcase_add_test(tc, unknown_response_ids_are_ignored);
+    tcase_add_test(tc, child_gets_only_allowed_env_and_fds);
+    tcase_add_test(tc, stderr_is_logged_per_server);
+    tcase_add_test(tc, in_flight_cap_answers_busy);
+    tcase_add_test(tc, shutdown_completes_calls_and_reaps);
+    tcase_add_test(tc, observer_sees_calls_and_states);
+    tcase_add_test(tc, blocking_calls_from_many_threads);
+    tcase_add_test(tc, blocking_call_without_a_thread);
+    tcase_add_test(tc, crash_cycles_leak_nothing);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
