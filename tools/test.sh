@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# tools/test.sh - the test command (CI runs it through .ci/run).
+#
+# Installs what is missing (tools/setup.sh), regenerates the build system,
+# then builds and runs `make check` twice, out of tree:
+#   build/plain  ../../configure --enable-werror
+#   build/asan   ../../configure --enable-werror --enable-sanitizers
+# On a failure it prints the logs that say why, so CI output is enough.
+# Ends with one summary line: "tests: N passed, N failed, N skipped".
+# One test by hand: make -C build/plain check TESTS=tests/check_hub
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+started=$(date +%s)
+
+say() { printf 'test: %s\n' "$*"; }
+
+bash tools/setup.sh
+
+# Out-of-tree builds refuse a source tree that is configured in place (and
+# in-tree objects would shadow theirs through VPATH), so clean it first.
+if [ -f config.status ]; then
+    say "the source tree is configured in-tree; running 'make distclean' first"
+    if [ -f Makefile ]; then
+        make distclean >/dev/null 2>&1 || true
+    fi
+    if [ -f config.status ]; then
+        say "'make distclean' did not unconfigure the source tree; clean it by hand" >&2
+        exit 1
+    fi
+fi
+
+say "autogen"
+./autogen.sh >/dev/null
+
+passed=0 failed=0 skipped=0 checks=0
+
+# Adds the results of one build's test run (automake .trs files) to the counts.
+count_results() {
+    local dir=$1 trs res n
+    while IFS= read -r -d '' trs; do
+        while IFS= read -r res; do
+            case $res in
+                PASS|XFAIL) passed=$((passed + 1)) ;;
+                SKIP) skipped=$((skipped + 1)) ;;
+                *) failed=$((failed + 1)) ;;
+            esac
+        done < <(sed -n 's/^:test-result: //p' "$trs")
+        # Check programs log "100%: Checks: N, Failures: 0, Errors: 0".
+        n=$(sed -n 's/^[0-9]*%: Checks: \([0-9]*\),.*/\1/p' "${trs%.trs}.log" 2>/dev/null | head -n 1)
+        checks=$((checks + ${n:-0}))
+    done < <(find "$dir" -name '*.trs' -print0)
+}
+
+# Prints why a build failed: the test-suite log (it holds every failing
+# test's log), else the logs of failed tests one by one.
+show_failure() {
+    local dir=$1 trs
+    if [ -f "$dir/test-suite.log" ]; then
+        say "----- $dir/test-suite.log -----"
+        cat "$dir/test-suite.log"
+    fi
+    while IFS= read -r -d '' trs; do
+        if grep -qE '^:test-result: (FAIL|ERROR|XPASS)' "$trs"; then
+            say "FAILED: ${trs%.trs}"
+            if [ ! -f "$dir/test-suite.log" ] && [ -f "${trs%.trs}.log" ]; then
+                cat "${trs%.trs}.log"
+            fi
+        fi
+    done < <(find "$dir" -name '*.trs' -print0)
+}
+
+run_build() {
+    local name=$1 dir=build/$1
+    shift
+    say "=== $dir: configure --enable-werror $* ==="
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    if ! (cd "$dir" && ../../configure --enable-werror "$@" >configure.out 2>&1); then
+        cat "$dir/configure.out"
+        tail -n 60 "$dir/config.log" 2>/dev/null || true
+        say "$name: configure failed"
+        return 1
+    fi
+    say "=== $dir: make ==="
+    if ! make -C "$dir" -j2; then
+        say "$name: build failed"
+        return 1
+    fi
+    say "=== $dir: make check ==="
+    if ! make -C "$dir" -j2 check; then
+        count_results "$dir"
+        show_failure "$dir"
+        say "$name: make check failed"
+        return 1
+    fi
+    count_results "$dir"
+}
+
+status=0
+run_build plain || status=1
+if [ $status -eq 0 ]; then
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+    export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    run_build asan --enable-sanitizers || status=1
+fi
+
+if [ $status -ne 0 ] && [ $failed -eq 0 ]; then
+    failed=1    # a build or configure failure: no test result says so
+fi
+say "finished in $(( $(date +%s) - started )) s; the test programs ran $checks Check test cases"
+echo "tests: $passed passed, $failed failed, $skipped skipped"
+exit $status
