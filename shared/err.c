@@ -43,6 +43,7 @@ const char *mcpgw_err_code(int rc)
     case MCPGW_ETIMEDOUT: return "timeout";
     case MCPGW_ECANCELED: return "cancelled";
     case MCPGW_ESERVERGONE:
+    case MCPGW_EPROTO:
     case MCPGW_EUNAVAIL:
     case MCPGW_ESHUTDOWN: return "server_unavailable";
     case MCPGW_EUNKNOWNSERVER: return "unknown_server";

@@ -918,6 +918,26 @@ static void handle_notification(struct srv *s, struct mcpgw__rpc *m)
      * of no use to a tool gateway. */
 }
 
+/* Not JSON-RPC.  If it names one of our calls (a response with neither
+ * result nor error, say), that call fails now rather than at its timeout. */
+static void handle_invalid(struct srv *s, struct mcpgw__rpc *m, const char *line, size_t len)
+{
+    json_object *id;
+    struct mcpgw_call *c = NULL;
+    unsigned gen = s->gen;
+    char msg[200];
+    uint64_t n;
+
+    if (json_object_is_type(m->root, json_type_object) &&
+        json_object_object_get_ex(m->root, "id", &id) && mcpgw__rpc_id_ours(id, &n))
+        c = slot_get(s, n);
+    srv_garbage(s, "JSON that is not JSON-RPC 2.0", line, len);
+    if (c && gen == s->gen && slot_get(s, n) == c) {
+        snprintf(msg, sizeof(msg), "server '%s' sent a malformed response", s->conf->id);
+        call_fail(c, MCPGW_EPROTO, msg);
+    }
+}
+
 static void handle_line(struct srv *s, const char *line, size_t len)
 {
     struct mcpgw__rpc m;
@@ -937,7 +957,7 @@ static void handle_line(struct srv *s, const char *line, size_t len)
         handle_notification(s, &m);
         break;
     default:
-        srv_garbage(s, "JSON that is not JSON-RPC 2.0", line, len);
+        handle_invalid(s, &m, line, len);
         break;
     }
     mcpgw__rpc_release(&m);

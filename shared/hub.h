@@ -23,7 +23,8 @@
  * with MCPGW_CALL_PROGRESS and then exactly once with MCPGW_CALL_DONE, whose
  * status is 0 (a CallToolResult arrived; it may have isError) or one of
  * MCPGW_ERPC, MCPGW_ETIMEDOUT, MCPGW_ECANCELED, MCPGW_ESERVERGONE,
- * MCPGW_EUNAVAIL, MCPGW_EUNKNOWNTOOL, MCPGW_ETOOBIG, MCPGW_ESHUTDOWN.
+ * MCPGW_EUNAVAIL, MCPGW_EUNKNOWNTOOL, MCPGW_ETOOBIG, MCPGW_EPROTO (the
+ * server's answer was malformed), MCPGW_ESHUTDOWN.
  * The callback never runs from inside mcpgw_hub_call() itself, but does run
  * from inside mcpgw_call_cancel() (with MCPGW_ECANCELED) before it returns.
  * Calls in flight are matched by the hub's own request ids, never the

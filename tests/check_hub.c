@@ -557,6 +557,20 @@ START_TEST(unknown_response_ids_are_ignored)
 }
 END_TEST
 
+START_TEST(malformed_response_fails_its_call_at_once)
+{
+    mcpgw_hub *hub = hub_with("", "", "");
+    struct result r;
+
+    call_wait(hub, "badresponse", NULL, &r);
+    ck_assert_int_eq(r.status, MCPGW_EPROTO);
+    ck_assert_str_eq(r.error, "server 'fake' sent a malformed response");
+    call_wait(hub, "echo", "{\"message\":\"x\"}", &r);
+    ck_assert_int_eq(r.status, 0);
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
 START_TEST(child_gets_only_allowed_env_and_fds)
 {
     mcpgw_hub *hub;
@@ -830,6 +844,7 @@ int main(void)
     tcase_add_test(tc, tool_list_changes_are_followed);
     tcase_add_test(tc, paginated_tool_lists_are_followed);
     tcase_add_test(tc, unknown_response_ids_are_ignored);
+    tcase_add_test(tc, malformed_response_fails_its_call_at_once);
     tcase_add_test(tc, child_gets_only_allowed_env_and_fds);
     tcase_add_test(tc, stderr_is_logged_per_server);
     tcase_add_test(tc, in_flight_cap_answers_busy);
