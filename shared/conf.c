@@ -1090,7 +1090,18 @@ static int parse_servers(struct ctx *c, json_object *v, struct mcpgw_conf *conf)
 
 static const char *const top_keys[] = { "gateway", "mcpServers", "$schema", NULL };
 static const char *const gateway_keys[] = {
-    "listen", "tokenFile", "requireAuth", "log", "allowedOrigins", "limits", NULL
+    "listen", "tokenFile", "requireAuth", "log", "allowedOrigins", "limits", "stateDir",
+    "ticketTtlMs", "events", "sse", "fcgi", "websocket", NULL
+};
+static const char *const events_keys[] = {
+    "backend", "dir", "redis", "maxEvents", "maxAgeMs", "maxBytes", "includeParams", NULL
+};
+static const char *const redis_keys[] = { "host", "port", "key", NULL };
+static const char *const sse_keys[] = { "maxStreamMs", "retryMs", "maxStreams", NULL };
+static const char *const fcgi_keys[] = { "threads", NULL };
+static const char *const websocket_keys[] = {
+    "pingIntervalMs", "maxMissedPongs", "maxFragments", "outputHighBytes", "outputMaxBytes",
+    "maxAuthFailures", NULL
 };
 static const char *const log_keys[] = { "file", "level", "syslog", NULL };
 static const char *const limits_keys[] = {
@@ -1163,6 +1174,142 @@ static int parse_limits(struct ctx *c, json_object *v, struct mcpgw_conf_limits 
     return rc;
 }
 
+/* Optional non-empty string member key of obj, copied into *out. */
+static int field_str(struct ctx *c, json_object *obj, const char *key, char **out)
+{
+    json_object *v;
+    const char *str = NULL;
+    size_t mark;
+    int rc;
+
+    if (!json_object_object_get_ex(obj, key, &v))
+        return 0;
+    mark = path_push(c, key);
+    rc = get_str(c, v, true, &str);
+    if (rc == 0) {
+        free(*out);
+        if (!(*out = strdup(str)))
+            return oom(c);
+    }
+    path_pop(c, mark);
+    return rc;
+}
+
+/* Runs parse(c, member, arg) for an optional object member, with the key
+ * path kept right for its messages. */
+static int section(struct ctx *c, json_object *obj, const char *key, const char *const *known,
+                   int (*parse)(struct ctx *c, json_object *v, void *arg), void *arg)
+{
+    json_object *v;
+    size_t mark;
+    int rc;
+
+    if (!json_object_object_get_ex(obj, key, &v))
+        return 0;
+    mark = path_push(c, key);
+    rc = want_object(c, v);
+    if (rc == 0)
+        rc = check_keys(c, v, known);
+    if (rc == 0)
+        rc = parse(c, v, arg);
+    if (rc == 0)
+        path_pop(c, mark);
+    return rc;
+}
+
+static int parse_redis(struct ctx *c, json_object *v, void *arg)
+{
+    struct mcpgw_conf_events *e = arg;
+    int rc = field_str(c, v, "host", &e->redis_host);
+
+    if (rc == 0)
+        rc = field_int(c, v, "port", 1, 65535, &e->redis_port);
+    if (rc == 0)
+        rc = field_str(c, v, "key", &e->redis_key);
+    return rc;
+}
+
+static int parse_events(struct ctx *c, json_object *v, void *arg)
+{
+    struct mcpgw_conf_events *e = arg;
+    int bytes = (int)e->max_bytes;
+    json_object *f;
+    int rc;
+
+    if (json_object_object_get_ex(v, "backend", &f)) {
+        size_t mark = path_push(c, "backend");
+        char show[SHOWBUF];
+        const char *str = NULL;
+
+        if ((rc = get_str(c, f, false, &str)) < 0)
+            return rc;
+        if (strcmp(str, "file") == 0)
+            e->backend = MCPGW_EVENTS_FILE;
+        else if (strcmp(str, "redis") == 0)
+            e->backend = MCPGW_EVENTS_REDIS;
+        else
+            return fail(c, "expected one of \"file\", \"redis\", got %s",
+                        describe(f, show, sizeof(show)));
+        path_pop(c, mark);
+    }
+    rc = field_path(c, v, "dir", &e->dir);
+    if (rc == 0)
+        rc = section(c, v, "redis", redis_keys, parse_redis, e);
+    if (rc == 0)
+        rc = field_int(c, v, "maxEvents", 1, MCPGW_EVENTS_COUNT_MAX, &e->max_events);
+    if (rc == 0)
+        rc = field_int(c, v, "maxAgeMs", 1000, MCPGW_EVENTS_AGE_MAX, &e->max_age_ms);
+    if (rc == 0)
+        rc = field_int(c, v, "maxBytes", MCPGW_EVENTS_BYTES_MIN, MCPGW_EVENTS_BYTES_MAX, &bytes);
+    if (rc == 0)
+        rc = field_bool(c, v, "includeParams", &e->include_params);
+    e->max_bytes = (size_t)bytes;
+    return rc;
+}
+
+static int parse_sse(struct ctx *c, json_object *v, void *arg)
+{
+    struct mcpgw_conf_sse *s = arg;
+    int rc = field_int(c, v, "maxStreamMs", MCPGW_SSE_STREAM_MIN, MCPGW_SSE_STREAM_MAX,
+                       &s->max_stream_ms);
+
+    if (rc == 0)
+        rc = field_int(c, v, "retryMs", MCPGW_SSE_RETRY_MIN, MCPGW_SSE_RETRY_MAX, &s->retry_ms);
+    if (rc == 0)
+        rc = field_int(c, v, "maxStreams", 1, MCPGW_SSE_STREAMS_MAX, &s->max_streams);
+    return rc;
+}
+
+static int parse_fcgi(struct ctx *c, json_object *v, void *arg)
+{
+    return field_int(c, v, "threads", 1, MCPGW_FCGI_THREADS_MAX, arg);
+}
+
+static int parse_websocket(struct ctx *c, json_object *v, void *arg)
+{
+    struct mcpgw_conf_websocket *w = arg;
+    int high = (int)w->outq_high_bytes, max = (int)w->outq_max_bytes;
+    int rc = field_int(c, v, "pingIntervalMs", MCPGW_WS_PING_MIN, MCPGW_WS_PING_MAX,
+                       &w->ping_interval_ms);
+
+    if (rc == 0)
+        rc = field_int(c, v, "maxMissedPongs", 1, MCPGW_WS_MISSED_PONGS_MAX, &w->max_missed_pongs);
+    if (rc == 0)
+        rc = field_int(c, v, "maxFragments", 1, MCPGW_WS_FRAGMENTS_MAX, &w->max_fragments);
+    if (rc == 0)
+        rc = field_int(c, v, "outputHighBytes", MCPGW_WS_OUTQ_MIN, MCPGW_WS_OUTQ_MAX_MAX, &high);
+    if (rc == 0)
+        rc = field_int(c, v, "outputMaxBytes", MCPGW_WS_OUTQ_MIN, MCPGW_WS_OUTQ_MAX_MAX, &max);
+    if (rc == 0)
+        rc = field_int(c, v, "maxAuthFailures", 1, MCPGW_WS_AUTH_FAILURES_MAX,
+                       &w->max_auth_failures);
+    if (rc == 0 && high > max)
+        rc = fail(c, "outputHighBytes (%d) must not exceed outputMaxBytes (%d)", high, max);
+    w->outq_high_bytes = (size_t)high;
+    w->outq_max_bytes = (size_t)max;
+    return rc;
+}
+
 static int parse_gateway(struct ctx *c, json_object *v, struct mcpgw_conf *conf)
 {
     json_object *f;
@@ -1211,7 +1358,19 @@ static int parse_gateway(struct ctx *c, json_object *v, struct mcpgw_conf *conf)
             return rc;
         path_pop(c, mark);
     }
-    return 0;
+    rc = field_path(c, v, "stateDir", &conf->state_dir);
+    if (rc == 0)
+        rc = field_int(c, v, "ticketTtlMs", MCPGW_TICKET_TTL_MIN, MCPGW_TICKET_TTL_MAX,
+                       &conf->ticket_ttl_ms);
+    if (rc == 0)
+        rc = section(c, v, "events", events_keys, parse_events, &conf->events);
+    if (rc == 0)
+        rc = section(c, v, "sse", sse_keys, parse_sse, &conf->sse);
+    if (rc == 0)
+        rc = section(c, v, "fcgi", fcgi_keys, parse_fcgi, &conf->fcgi_threads);
+    if (rc == 0)
+        rc = section(c, v, "websocket", websocket_keys, parse_websocket, &conf->websocket);
+    return rc;
 }
 
 /* ---- the JSON text ------------------------------------------------------- */
@@ -1469,6 +1628,21 @@ static int parse_into(struct ctx *c, struct mcpgw_conf *conf, const char *text, 
     conf->limits.heartbeat_ms = MCPGW_HEARTBEAT_DEFAULT;
     conf->limits.handshake_timeout_ms = MCPGW_HANDSHAKE_TIMEOUT_DEFAULT;
     conf->limits.idle_timeout_ms = MCPGW_IDLE_TIMEOUT_DEFAULT;
+    conf->ticket_ttl_ms = MCPGW_TICKET_TTL_DEFAULT;
+    conf->fcgi_threads = MCPGW_FCGI_THREADS_DEFAULT;
+    conf->events.redis_port = 6379;
+    conf->events.max_events = MCPGW_EVENTS_COUNT_DEFAULT;
+    conf->events.max_age_ms = MCPGW_EVENTS_AGE_DEFAULT;
+    conf->events.max_bytes = MCPGW_EVENTS_BYTES_DEFAULT;
+    conf->sse.max_stream_ms = MCPGW_SSE_STREAM_DEFAULT;
+    conf->sse.retry_ms = MCPGW_SSE_RETRY_DEFAULT;
+    conf->sse.max_streams = MCPGW_SSE_STREAMS_DEFAULT;
+    conf->websocket.ping_interval_ms = MCPGW_WS_PING_DEFAULT;
+    conf->websocket.max_missed_pongs = MCPGW_WS_MISSED_PONGS_DEFAULT;
+    conf->websocket.max_fragments = MCPGW_WS_FRAGMENTS_DEFAULT;
+    conf->websocket.outq_high_bytes = MCPGW_WS_OUTQ_HIGH_DEFAULT;
+    conf->websocket.outq_max_bytes = MCPGW_WS_OUTQ_MAX_DEFAULT;
+    conf->websocket.max_auth_failures = MCPGW_WS_AUTH_FAILURES_DEFAULT;
 
     if (!json_object_is_type(root, json_type_object)) {
         char show[SHOWBUF];
@@ -1511,6 +1685,19 @@ static int parse_into(struct ctx *c, struct mcpgw_conf *conf, const char *text, 
     }
     if (!conf->log_file && path_join(conf->dir, "logs/gateway.log", &conf->log_file) < 0) {
         rc = fail(c, "default log.file: path is longer than %d bytes", PATH_MAX - 1);
+        goto out;
+    }
+    if (!conf->state_dir && !(conf->state_dir = strdup(LOCALSTATEDIR "/lib/mcpgw"))) {
+        rc = oom(c);
+        goto out;
+    }
+    if (!conf->events.dir && path_join(conf->state_dir, "events", &conf->events.dir) < 0) {
+        rc = fail(c, "default events.dir: path is longer than %d bytes", PATH_MAX - 1);
+        goto out;
+    }
+    if ((!conf->events.redis_host && !(conf->events.redis_host = strdup("127.0.0.1"))) ||
+        (!conf->events.redis_key && !(conf->events.redis_key = strdup("mcpgw:events")))) {
+        rc = oom(c);
         goto out;
     }
 out:
@@ -1693,6 +1880,10 @@ void mcpgw_conf_free(struct mcpgw_conf *conf)
     free(conf->token_file);
     free(conf->log_file);
     strv_free(conf->allowed_origins);
+    free(conf->state_dir);
+    free(conf->events.dir);
+    free(conf->events.redis_host);
+    free(conf->events.redis_key);
     free(conf);
 }
 

@@ -66,6 +66,38 @@ struct mcpgw_conf_limits {
     int idle_timeout_ms;        /* limits.idleTimeoutMs */
 };
 
+enum mcpgw_events_backend {
+    MCPGW_EVENTS_FILE = 0,      /* embedded store under events.dir (default) */
+    MCPGW_EVENTS_REDIS          /* Redis Streams, for several hosts */
+};
+
+struct mcpgw_conf_events {
+    enum mcpgw_events_backend backend;  /* events.backend: "file" | "redis" */
+    char *dir;                  /* events.dir, absolute; default <stateDir>/events */
+    char *redis_host;           /* events.redis.host (default 127.0.0.1) */
+    int redis_port;             /* events.redis.port (default 6379) */
+    char *redis_key;            /* events.redis.key (default "mcpgw:events") */
+    int max_events;             /* events.maxEvents */
+    int max_age_ms;             /* events.maxAgeMs */
+    size_t max_bytes;           /* events.maxBytes */
+    bool include_params;        /* events.includeParams (default false) */
+};
+
+struct mcpgw_conf_sse {
+    int max_stream_ms;          /* sse.maxStreamMs: a response ends itself after this */
+    int retry_ms;               /* sse.retryMs: the retry: hint */
+    int max_streams;            /* sse.maxStreams: open streams per process */
+};
+
+struct mcpgw_conf_websocket {
+    int ping_interval_ms;       /* websocket.pingIntervalMs */
+    int max_missed_pongs;       /* websocket.maxMissedPongs */
+    int max_fragments;          /* websocket.maxFragments per message */
+    size_t outq_high_bytes;     /* websocket.outputHighBytes: stop reading above */
+    size_t outq_max_bytes;      /* websocket.outputMaxBytes: close (1008) above */
+    int max_auth_failures;      /* websocket.maxAuthFailures before close */
+};
+
 struct mcpgw_conf {
     char *path;                 /* absolute path of the file loaded */
     char *dir;                  /* its directory */
@@ -79,6 +111,12 @@ struct mcpgw_conf {
     char **allowed_origins;     /* gateway.allowedOrigins, NULL-terminated; NULL = loopback only */
     size_t norigins;
     struct mcpgw_conf_limits limits;
+    char *state_dir;            /* gateway.stateDir, absolute; default LOCALSTATEDIR "/lib/mcpgw" */
+    int ticket_ttl_ms;          /* gateway.ticketTtlMs */
+    int fcgi_threads;           /* gateway.fcgi.threads */
+    struct mcpgw_conf_events events;        /* gateway.events */
+    struct mcpgw_conf_sse sse;              /* gateway.sse */
+    struct mcpgw_conf_websocket websocket;  /* gateway.websocket */
     struct mcpgw_conf_server *servers;
     size_t nservers;
 };

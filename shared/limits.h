@@ -78,6 +78,53 @@
  * 1..this many bytes (or an integer). */
 #define MCPGW_CALL_ID_MAX             128
 
+/* WebSocket (wsd).  A silent peer is pinged every interval and dropped
+ * after this many unanswered pings; a client's output queue stops its
+ * reads over the high mark and closes it (1008) over the max. */
+#define MCPGW_WS_PING_DEFAULT         30000
+#define MCPGW_WS_PING_MIN             1000
+#define MCPGW_WS_PING_MAX             600000
+#define MCPGW_WS_MISSED_PONGS_DEFAULT 2
+#define MCPGW_WS_MISSED_PONGS_MAX     10
+#define MCPGW_WS_FRAGMENTS_DEFAULT    1024
+#define MCPGW_WS_FRAGMENTS_MAX        65536
+#define MCPGW_WS_OUTQ_HIGH_DEFAULT    (256u * 1024)
+#define MCPGW_WS_OUTQ_MAX_DEFAULT     (1024u * 1024)
+#define MCPGW_WS_OUTQ_MAX_MAX         (64u * 1024 * 1024)
+#define MCPGW_WS_OUTQ_MIN             (16u * 1024)
+#define MCPGW_WS_AUTH_FAILURES_DEFAULT 5
+#define MCPGW_WS_AUTH_FAILURES_MAX    100
+
+/* SSE streams.  A response ends itself (with a retry: hint) before
+ * mod_fcgid's FcgidBusyTimeout (300 s) would kill it; EventSource then
+ * reconnects and resumes with Last-Event-ID. */
+#define MCPGW_SSE_STREAM_DEFAULT      240000
+#define MCPGW_SSE_STREAM_MIN          1000
+#define MCPGW_SSE_STREAM_MAX          86400000
+#define MCPGW_SSE_RETRY_DEFAULT       2000
+#define MCPGW_SSE_RETRY_MIN           100
+#define MCPGW_SSE_RETRY_MAX           600000
+#define MCPGW_SSE_STREAMS_DEFAULT     256
+#define MCPGW_SSE_STREAMS_MAX         100000
+
+/* FastCGI responder threads (each blocks on one request or stream). */
+#define MCPGW_FCGI_THREADS_DEFAULT    16
+#define MCPGW_FCGI_THREADS_MAX        1024
+
+/* Browser tickets (single use; a WebSocket/EventSource cannot send headers). */
+#define MCPGW_TICKET_TTL_DEFAULT      60000
+#define MCPGW_TICKET_TTL_MIN          1000
+#define MCPGW_TICKET_TTL_MAX          600000
+
+/* Event store retention (count, age, bytes). */
+#define MCPGW_EVENTS_COUNT_DEFAULT    10000
+#define MCPGW_EVENTS_COUNT_MAX        10000000
+#define MCPGW_EVENTS_AGE_DEFAULT      86400000
+#define MCPGW_EVENTS_AGE_MAX          604800000
+#define MCPGW_EVENTS_BYTES_DEFAULT    (64u * 1024 * 1024)
+#define MCPGW_EVENTS_BYTES_MIN        (64u * 1024)
+#define MCPGW_EVENTS_BYTES_MAX        (1024u * 1024 * 1024)
+
 /* Tokens. */
 #define MCPGW_TOKENS_MAX              4096
 #define MCPGW_TOKEN_NAME_MAX          64

@@ -190,6 +190,46 @@ START_TEST(test_empty_object_gets_every_default)
 }
 END_TEST
 
+START_TEST(test_front_end_sections_defaults_and_values)
+{
+    static const char text[] =
+        "{\"gateway\": {\"stateDir\": \"state\", \"ticketTtlMs\": 5000,"
+        " \"events\": {\"backend\": \"redis\", \"redis\": {\"host\": \"::1\", \"port\": 6380},"
+        " \"maxEvents\": 50, \"includeParams\": true},"
+        " \"sse\": {\"retryMs\": 500}, \"fcgi\": {\"threads\": 4},"
+        " \"websocket\": {\"pingIntervalMs\": 5000, \"maxFragments\": 10}}}";
+    struct mcpgw_conf *c;
+    char err[256];
+
+    ck_assert_int_eq(mcpgw_conf_parse("{}", 2, "t.json", "/etc/gw", &c, err, sizeof(err)), 0);
+    ck_assert_str_eq(c->state_dir, LOCALSTATEDIR "/lib/mcpgw");
+    ck_assert_str_eq(c->events.dir, LOCALSTATEDIR "/lib/mcpgw/events");
+    ck_assert_int_eq(c->events.backend, MCPGW_EVENTS_FILE);
+    ck_assert_str_eq(c->events.redis_key, "mcpgw:events");
+    ck_assert_int_eq(c->events.max_events, MCPGW_EVENTS_COUNT_DEFAULT);
+    ck_assert_int_eq(c->sse.max_stream_ms, MCPGW_SSE_STREAM_DEFAULT);
+    ck_assert_int_eq(c->fcgi_threads, MCPGW_FCGI_THREADS_DEFAULT);
+    ck_assert_int_eq(c->websocket.ping_interval_ms, MCPGW_WS_PING_DEFAULT);
+    ck_assert_uint_eq(c->websocket.outq_max_bytes, MCPGW_WS_OUTQ_MAX_DEFAULT);
+    ck_assert_int_eq(c->ticket_ttl_ms, MCPGW_TICKET_TTL_DEFAULT);
+    mcpgw_conf_free(c);
+    ck_assert_int_eq(mcpgw_conf_parse(text, sizeof(text) - 1, "t.json", "/etc/gw", &c, err,
+                                      sizeof(err)), 0);
+    ck_assert_str_eq(c->state_dir, "/etc/gw/state");
+    ck_assert_str_eq(c->events.dir, "/etc/gw/state/events");
+    ck_assert_int_eq(c->events.backend, MCPGW_EVENTS_REDIS);
+    ck_assert_str_eq(c->events.redis_host, "::1");
+    ck_assert_int_eq(c->events.redis_port, 6380);
+    ck_assert_int_eq(c->events.max_events, 50);
+    ck_assert(c->events.include_params);
+    ck_assert_int_eq(c->sse.retry_ms, 500);
+    ck_assert_int_eq(c->fcgi_threads, 4);
+    ck_assert_int_eq(c->websocket.max_fragments, 10);
+    ck_assert_int_eq(c->ticket_ttl_ms, 5000);
+    mcpgw_conf_free(c);
+}
+END_TEST
+
 START_TEST(test_minimal_server_gets_every_default)
 {
     struct mcpgw_conf *conf = parse_ok("{\"mcpServers\": {\"s\": {\"command\": \"srv\"}}}");
@@ -545,6 +585,25 @@ static const struct bad bad[] = {
     { "{\"servers\": {}}", 0, NULL, "t.json: servers: unknown key" },
     { "{\"mcpServers\": []}", 0, NULL, "t.json: mcpServers: expected an object, got an array" },
     { "{\"gateway\": \"on\"}", 0, NULL, "t.json: gateway: expected an object, got \"on\"" },
+
+    /* gateway: the front ends' and event store's sections */
+    { G("\"events\": {\"backend\": \"kafka\"}"), 0, NULL,
+      "t.json: gateway.events.backend: expected one of \"file\", \"redis\", got \"kafka\"" },
+    { G("\"events\": {\"redis\": {\"port\": 70000}}"), 0, NULL,
+      "t.json: gateway.events.redis.port: 70000 is above the hard cap of 65535" },
+    { G("\"events\": {\"redis\": {\"hots\": \"x\"}}"), 0, NULL,
+      "t.json: gateway.events.redis.hots: unknown key, did you mean 'host'?" },
+    { G("\"events\": {\"maxBytes\": 10}"), 0, NULL,
+      "t.json: gateway.events.maxBytes: expected an integer from 65536 to 1073741824, got 10" },
+    { G("\"sse\": {\"maxStreamMs\": 999999999}"), 0, NULL,
+      "t.json: gateway.sse.maxStreamMs: 999999999 is above the hard cap of 86400000" },
+    { G("\"sse\": []"), 0, NULL, "t.json: gateway.sse: expected an object, got an array" },
+    { G("\"fcgi\": {\"threads\": 0}"), 0, NULL,
+      "t.json: gateway.fcgi.threads: expected an integer from 1 to 1024, got 0" },
+    { G("\"websocket\": {\"outputHighBytes\": 2000000, \"outputMaxBytes\": 1000000}"), 0, NULL,
+      "t.json: gateway.websocket: outputHighBytes (2000000) must not exceed outputMaxBytes (1000000)" },
+    { G("\"ticketTtlMs\": 10"), 0, NULL,
+      "t.json: gateway.ticketTtlMs: expected an integer from 1000 to 600000, got 10" },
 
     /* gateway */
     { G("\"port\": 3000"), 0, NULL, "t.json: gateway.port: unknown key" },
@@ -991,6 +1050,7 @@ static Suite *conf_suite(void)
     tcase_add_test(tc, test_full_config_round_trip);
     tcase_add_test(tc, test_empty_object_gets_every_default);
     tcase_add_test(tc, test_minimal_server_gets_every_default);
+    tcase_add_test(tc, test_front_end_sections_defaults_and_values);
     tcase_add_test(tc, test_zero_servers_is_valid);
     tcase_add_test(tc, test_servers_keep_file_order);
     tcase_add_test(tc, test_values_at_the_caps_are_accepted);
