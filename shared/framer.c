@@ -7,8 +7,7 @@
 
 #include "framer.h"
 
-/* Reads go in chunks of this much, so one read(2) can take many lines. */
-#define CHUNK (64 * 1024)
+#define CHUNK MCPGW__FRAMER_CHUNK
 
 void mcpgw__framer_init(struct mcpgw__framer *f, size_t max)
 {

@@ -19,6 +19,8 @@
 #include <sys/types.h>
 
 #define MCPGW__FRAMER_TAIL 64
+/* Reads are made in chunks of this much, so one read(2) takes many lines. */
+#define MCPGW__FRAMER_CHUNK (64 * 1024)
 
 struct mcpgw__framer {
     char *buf;

@@ -186,6 +186,7 @@ static void call_free(struct mcpgw_call *c)
     free(c->args);
     free(c->caller);
     free(c->client_call_id);
+    free(c->transport);
     free(c);
 }
 
@@ -207,6 +208,7 @@ static void call_done(struct mcpgw_call *c, struct mcpgw_call_event *ev)
         struct mcpgw_hub_event oev = {
             .kind = MCPGW_HUB_CALL_DONE, .call_id = c->call_id, .server = s->conf->id,
             .tool = c->tool, .caller = c->caller, .client_call_id = c->client_call_id,
+            .transport = c->transport,
             .call = ev, .exit_status = -1
         };
         hub->observer(hub->observer_ud, &oev);
@@ -894,6 +896,7 @@ static void handle_progress(struct srv *s, json_object *params)
         struct mcpgw_hub_event oev = {
             .kind = MCPGW_HUB_CALL_PROGRESS, .call_id = c->call_id, .server = s->conf->id,
             .tool = c->tool, .caller = c->caller, .client_call_id = c->client_call_id,
+            .transport = c->transport,
             .call = &ev, .exit_status = -1
         };
         s->hub->observer(s->hub->observer_ud, &oev);
@@ -1010,6 +1013,10 @@ static void on_stdout(struct watch *w, uint32_t events)
             if (gen != s->gen || s->child.out_fd < 0)
                 return;
         }
+        /* A short read drained the pipe: another read would only say
+         * EAGAIN, a syscall per call at low concurrency. */
+        if (n < MCPGW__FRAMER_CHUNK / 4)
+            return;
     }
 }
 
@@ -1559,8 +1566,9 @@ int mcpgw_hub_call(mcpgw_hub *hub, const char *server, const char *tool, json_ob
     c->tool = strdup(tool);
     c->caller = dup_or_null(opts->caller);
     c->client_call_id = dup_or_null(opts->client_call_id);
+    c->transport = dup_or_null(opts->transport);
     if (!c->tool || (opts->caller && !c->caller) ||
-        (opts->client_call_id && !c->client_call_id)) {
+        (opts->client_call_id && !c->client_call_id) || (opts->transport && !c->transport)) {
         call_free(c);
         return -ENOMEM;
     }
@@ -1597,6 +1605,7 @@ int mcpgw_hub_call(mcpgw_hub *hub, const char *server, const char *tool, json_ob
         struct mcpgw_hub_event oev = {
             .kind = MCPGW_HUB_CALL_START, .call_id = c->call_id, .server = s->conf->id,
             .tool = c->tool, .caller = c->caller, .client_call_id = c->client_call_id,
+            .transport = c->transport, .args = args,
             .exit_status = -1
         };
         hub->observer(hub->observer_ud, &oev);

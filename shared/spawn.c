@@ -372,6 +372,26 @@ static int close_from(unsigned int lo, unsigned int hi, int max_fd)
 
 /* After fork: async-signal-safe calls only (no malloc, no stdio, no locks),
  * never returns. */
+
+/* The kernel's own struct sigaction for rt_sigaction(2), on the ABIs whose
+ * layout we know (handler, flags, restorer, mask); elsewhere glibc's
+ * internal signals keep whatever disposition they came with. */
+static void raw_sig_default(int sig)
+{
+#if defined(__x86_64__) || defined(__aarch64__) || defined(__i386__) || defined(__arm__)
+    struct {
+        void (*handler)(int);
+        unsigned long flags;
+        void (*restorer)(void);
+        unsigned long mask[2];
+    } ksa = { .handler = SIG_DFL };
+
+    syscall(SYS_rt_sigaction, sig, &ksa, NULL, (size_t)8);
+#else
+    (void)sig;
+#endif
+}
+
 static void __attribute__((noreturn))
 child_run(const struct plan *p, const char *cwd, int in_r, int out_w, int err_w, int rep_w)
 {
@@ -388,15 +408,18 @@ child_run(const struct plan *p, const char *cwd, int in_r, int out_w, int err_w,
     }
 
     /* Handled signals reset on exec by themselves; ignored ones (SIGPIPE
-     * in the gateway) would not.  EINVAL for SIGKILL/SIGSTOP and glibc's
-     * internal 32/33 is expected and harmless. */
+     * in the gateway) would not.  glibc's sigaction() refuses its internal
+     * signals 32 and 33 with EINVAL, yet they arrive ignored from some
+     * parents (GNU make starts its children so), and an ignored disposition
+     * survives exec: those two go through the raw system call. */
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = SIG_DFL;
     sigemptyset(&sa.sa_mask);
     for (sig = 1; sig < _NSIG; sig++) {
         if (sig == SIGKILL || sig == SIGSTOP)
             continue;
-        sigaction(sig, &sa, NULL);
+        if (sigaction(sig, &sa, NULL) < 0 && errno == EINVAL)
+            raw_sig_default(sig);
     }
     sigemptyset(&empty);
     if (sigprocmask(SIG_SETMASK, &empty, NULL) < 0) {

@@ -23,7 +23,7 @@
 #include "hub.h"
 #include "theap.h"
 
-static char srcdir[512];
+static char modules[512];  /* node_modules: $MCPGW_NODE_MODULES or the source tree's */
 static char tmpdir[] = "/tmp/check_npm.XXXXXX";
 
 static mcpgw_hub *hub_new(void)
@@ -35,13 +35,13 @@ static mcpgw_hub *hub_new(void)
 
     snprintf(json, sizeof(json),
              "{\"mcpServers\":{"
-             "\"everything\":{\"command\":\"node\",\"args\":[\"%s/node_modules/"
+             "\"everything\":{\"command\":\"node\",\"args\":[\"%s/"
              "@modelcontextprotocol/server-everything/dist/index.js\",\"stdio\"],"
              "\"restart\":{\"initialDelayMs\":100}},"
-             "\"memory\":{\"command\":\"node\",\"args\":[\"%s/node_modules/"
+             "\"memory\":{\"command\":\"node\",\"args\":[\"%s/"
              "@modelcontextprotocol/server-memory/dist/index.js\"],"
              "\"env\":{\"MEMORY_FILE_PATH\":\"%s/memory.jsonl\"}}}}",
-             srcdir, srcdir, tmpdir);
+             modules, modules, tmpdir);
     rc = mcpgw_conf_parse(json, strlen(json), "npm.json", tmpdir, &conf, err, sizeof(err));
     ck_assert_msg(rc == 0, "%s", err);
     hub = mcpgw_hub_new(conf, &rc);
@@ -307,14 +307,17 @@ int main(void)
 {
     Suite *s = suite_create("npm");
     TCase *tc = tcase_create("npm");
-    const char *top = getenv("top_srcdir");
+    const char *top = getenv("top_srcdir"), *mods = getenv("MCPGW_NODE_MODULES");
     char probe[700];
     SRunner *sr;
     int failed;
 
-    snprintf(srcdir, sizeof(srcdir), "%s", top ? top : ".");
-    snprintf(probe, sizeof(probe), "%s/node_modules/@modelcontextprotocol/server-memory/dist/index.js",
-             srcdir);
+    if (mods && *mods)
+        snprintf(modules, sizeof(modules), "%s", mods);
+    else
+        snprintf(modules, sizeof(modules), "%s/node_modules", top ? top : ".");
+    snprintf(probe, sizeof(probe), "%s/@modelcontextprotocol/server-memory/dist/index.js",
+             modules);
     if (access(probe, R_OK) != 0) {
         fprintf(stderr, "check_npm: %s missing: run tools/setup.sh (npm ci)\n", probe);
         return getenv("CI") ? 1 : 77;

@@ -96,8 +96,22 @@ run_build() {
     count_results "$dir"
 }
 
+# The npm MCP servers live in the source tree; distcheck's unpacked copy and
+# any out-of-tree build find them through this.
+export MCPGW_NODE_MODULES="$PWD/node_modules"
+
 status=0
 run_build plain || status=1
+if [ $status -eq 0 ]; then
+    # The release tarball builds, passes its tests, installs and uninstalls
+    # cleanly (automake's distcheck).
+    say "=== build/plain: make distcheck ==="
+    if ! make -C build/plain distcheck >build/plain/distcheck.out 2>&1; then
+        tail -n 80 build/plain/distcheck.out
+        say "plain: make distcheck failed"
+        status=1
+    fi
+fi
 if [ $status -eq 0 ]; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
