@@ -4,6 +4,7 @@
 #define MCPGW_HUB_INTERNAL_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -36,7 +37,7 @@ struct mcpgw_call {
     char *args;                 /* serialised arguments, kept only while queued */
     size_t args_len;
     bool progress;
-    char *caller, *client_call_id;
+    char *caller, *client_call_id, *transport;
     mcpgw_call_cb cb;
     void *ud;
     int64_t started;            /* monotonic ms */
@@ -112,8 +113,60 @@ struct mcpgw_hub {
     pthread_t loop_thread;      /* valid while thread_running */
 };
 
-/* hub.c, for hub_sync.c */
+#define COMPONENT "dispatch"
+#define SRV_OF(ptr, member) ((struct srv *)((char *)(ptr) - offsetof(struct srv, member)))
+
+/* Sent calls sit in a slot table indexed by request id & mask. */
+static inline void mcpgw__srv_slot_put(struct srv *s, struct mcpgw_call *c)
+{
+    s->slots[c->req_id & s->mask] = c;
+}
+
+static inline struct mcpgw_call *mcpgw__srv_slot_get(struct srv *s, uint64_t id)
+{
+    struct mcpgw_call *c = s->slots[id & s->mask];
+
+    return c && c->req_id == id ? c : NULL;
+}
+
+/* hub.c: the loop, bookkeeping of calls */
 void mcpgw__hub_stop_all(mcpgw_hub *hub);
 bool mcpgw__hub_on_loop_thread(const mcpgw_hub *hub);
+void mcpgw__hub_timer_arm(mcpgw_hub *hub, struct mcpgw__timer *t, int64_t when);
+void mcpgw__hub_watch_add(mcpgw_hub *hub, int fd, struct watch *w, uint32_t events);
+void mcpgw__hub_close_fd(mcpgw_hub *hub, int *fd);
+void mcpgw__srv_set_state(struct srv *s, enum mcpgw_server_state st, int exit_status);
+uint64_t mcpgw__srv_next_id(struct srv *s);
+void mcpgw__srv_queue_remove(struct srv *s, struct mcpgw_call *c);
+/* Detach the call, run its DONE callback (and the observer), free it. */
+void mcpgw__call_done(struct mcpgw_call *c, struct mcpgw_call_event *ev);
+void mcpgw__call_fail(struct mcpgw_call *c, int status, const char *msg);
+void mcpgw__srv_fail_all(struct srv *s, int sent_status, const char *msg);
+void mcpgw__srv_fail_waiters(struct srv *s, int status, const char *msg);
+void mcpgw__srv_notify_waiters(struct srv *s);
+
+/* hub_proc.c: the process and its stdin */
+void mcpgw__srv_mark_dirty(struct srv *s);
+void mcpgw__srv_flush(struct srv *s);
+int mcpgw__srv_write_call(struct srv *s, struct mcpgw_call *c, const char *args, size_t args_len);
+void mcpgw__srv_notify(struct srv *s, const char *method, const char *params);
+void mcpgw__srv_cancel_request(struct srv *s, uint64_t id, const char *reason);
+void mcpgw__srv_teardown_fds(struct srv *s);
+void mcpgw__srv_begin_stop(struct srv *s, bool failing);
+void mcpgw__srv_fail(struct srv *s, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void mcpgw__srv_lost(struct srv *s, const char *what);
+void mcpgw__srv_start(struct srv *s);
+void mcpgw__srv_on_stdin(struct watch *w, uint32_t events);
+void mcpgw__srv_on_pidfd(struct watch *w, uint32_t events);
+void mcpgw__srv_on_stop_timer(struct mcpgw__timer *t);
+void mcpgw__srv_on_start_timer(struct mcpgw__timer *t);
+void mcpgw__srv_on_retry_timer(struct mcpgw__timer *t);
+void mcpgw__srv_on_stable_timer(struct mcpgw__timer *t);
+
+/* hub_mcp.c: the protocol */
+bool mcpgw__srv_tool_listed(struct srv *s, const char *tool);
+void mcpgw__srv_on_stdout(struct watch *w, uint32_t events);
+void mcpgw__srv_on_stderr(struct watch *w, uint32_t events);
 
 #endif
