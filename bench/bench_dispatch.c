@@ -1,6 +1,7 @@
 /* bench_dispatch - tool-call throughput and latency: direct stdio vs libmcpgw.
  *
- *   bench_dispatch [--seconds S] [--server echo|everything|both] [--inflight 1,8,64]
+ *   bench_dispatch [--seconds S] [--repeat N] [--server echo|everything|both]
+ *                  [--inflight 1,8,64]
  *
  * For each MCP server and each number of calls kept in flight, in one run:
  *  (a) direct: this program spawns the server itself and speaks JSON-RPC on
@@ -8,8 +9,10 @@
  *      with a byte scan.  This is the ceiling.
  *  (b) hub: the same calls through mcpgw_hub_call() on the same kind of
  *      server process, each answer parsed into a CallToolResult.
- * It prints calls/s, p50/p99 latency and the ratio b/a.  Figures are for
- * the machine they ran on; bench/README.md records ours.
+ * Runs alternate a, b, a, b... (--repeat times each, default 3) so drift in
+ * machine load hits both alike; it prints the median run's calls/s and its
+ * p50/p99 latency for each, and the ratio of the medians b/a.  Figures are
+ * for the machine they ran on; bench/README.md records ours.
  */
 #include "config.h"
 
@@ -308,6 +311,24 @@ static void hub_run_bench(const struct target *t, int inflight, double seconds, 
     free(slots);
 }
 
+/* Median by throughput; its latencies are the ones shown. */
+static struct stats *median(struct stats *runs, int n)
+{
+    struct stats *order[16];
+
+    for (int i = 0; i < n; i++)
+        order[i] = &runs[i];
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && order[j]->n / order[j]->elapsed <
+                                 order[j - 1]->n / order[j - 1]->elapsed; j--) {
+            struct stats *t = order[j];
+
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    return order[n / 2];
+}
+
 static void report(const char *server, int inflight, struct stats *a, struct stats *b)
 {
     double ra = a->n / a->elapsed, rb = b->n / b->elapsed;
@@ -325,11 +346,16 @@ int main(int argc, char **argv)
     size_t ntargets = 0;
     int levels[8] = { 1, 8, 64 }, nlevels = 3;
     double seconds = 3;
+    int repeat = 3;
     const char *which = "both", *top = getenv("top_srcdir"), *build = getenv("top_builddir");
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
             seconds = atof(argv[++i]);
+        } else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
+            repeat = atoi(argv[++i]);
+            if (repeat < 1 || repeat > 15)
+                repeat = 3;
         } else if (strcmp(argv[i], "--server") == 0 && i + 1 < argc) {
             which = argv[++i];
         } else if (strcmp(argv[i], "--inflight") == 0 && i + 1 < argc) {
@@ -341,8 +367,8 @@ int main(int argc, char **argv)
                 p = p ? p + 1 : NULL;
             }
         } else {
-            fprintf(stderr, "usage: bench_dispatch [--seconds S] [--server echo|everything|both]"
-                    " [--inflight 1,8,64]\n");
+            fprintf(stderr, "usage: bench_dispatch [--seconds S] [--repeat N]"
+                    " [--server echo|everything|both] [--inflight 1,8,64]\n");
             return 64;
         }
     }
@@ -361,18 +387,23 @@ int main(int argc, char **argv)
                  top ? top : ".");
         targets[ntargets++].has_arg2 = true;
     }
-    printf("# %.1f s per measurement; latency in ms; ratio = hub/direct throughput\n", seconds);
+    printf("# %.1f s per run, %d interleaved runs each, medians; latency in ms;"
+           " ratio = hub/direct throughput\n", seconds, repeat);
     printf("%-11s %8s %12s %8s %8s %12s %8s %8s %7s\n", "server", "inflight", "direct/s",
            "p50", "p99", "hub/s", "p50", "p99", "ratio");
     for (size_t t = 0; t < ntargets; t++) {
         for (int l = 0; l < nlevels; l++) {
-            struct stats a = { 0 }, b = { 0 };
+            struct stats a[15] = { 0 }, b[15] = { 0 };
 
-            direct_run(&targets[t], levels[l], seconds, &a);
-            hub_run_bench(&targets[t], levels[l], seconds, &b);
-            report(targets[t].name, levels[l], &a, &b);
-            free(a.lat);
-            free(b.lat);
+            for (int r = 0; r < repeat; r++) {
+                direct_run(&targets[t], levels[l], seconds, &a[r]);
+                hub_run_bench(&targets[t], levels[l], seconds, &b[r]);
+            }
+            report(targets[t].name, levels[l], median(a, repeat), median(b, repeat));
+            for (int r = 0; r < repeat; r++) {
+                free(a[r].lat);
+                free(b[r].lat);
+            }
         }
     }
     return 0;

@@ -156,6 +156,7 @@ struct mcpgw_call_opts {
     bool progress;              /* ask the server for progress (assigns a token) */
     const char *caller;         /* who (client id, token name), for logs; copied */
     const char *client_call_id; /* the caller's own id, for logs/events; copied */
+    const char *transport;      /* "websocket", "rest", "cli", for events; copied */
 };
 
 /* Call tool on server with arguments args (an object; borrowed: the hub
@@ -199,7 +200,8 @@ int mcpgw_hub_call_sync(mcpgw_hub *hub, const char *server, const char *tool,
  * the duration of the callback. */
 enum mcpgw_hub_event_kind {
     MCPGW_HUB_SERVER_STATE = 1, /* health */
-    MCPGW_HUB_CALL_START,       /* call_id, server, tool, caller, client_call_id */
+    MCPGW_HUB_CALL_START,       /* call_id, server, tool, caller, client_call_id,
+                                 * transport, args */
     MCPGW_HUB_CALL_PROGRESS,    /* + progress event */
     MCPGW_HUB_CALL_DONE         /* + done event */
 };
@@ -209,7 +211,8 @@ struct mcpgw_hub_event {
     const struct mcpgw_server_health *health;   /* SERVER_STATE */
     int exit_status;            /* SERVER_STATE after a death: wait status, else -1 */
     uint64_t call_id;
-    const char *server, *tool, *caller, *client_call_id;
+    const char *server, *tool, *caller, *client_call_id, *transport;
+    json_object *args;          /* CALL_START: the call's arguments, or NULL */
     const struct mcpgw_call_event *call;        /* PROGRESS, DONE */
 };
 
