@@ -129,6 +129,10 @@ int mcpgw_codec_message(struct mcpgw_buf *out, const char *type, const char *id_
 int mcpgw_codec_sse_connected(struct mcpgw_buf *out, int64_t ts, const char *message);
 int mcpgw_codec_sse_heartbeat(struct mcpgw_buf *out, int64_t ts);
 
+/* Any json-c value as JSON text, escaped and depth-capped like every
+ * encoder here, without writing into the (borrowed) object. */
+int mcpgw_codec_value(struct mcpgw_buf *out, json_object *v);
+
 /* Milliseconds since the epoch (CLOCK_REALTIME). */
 int64_t mcpgw_now_ms(void);
 

@@ -94,6 +94,29 @@
 #define MCPGW_WS_OUTQ_MIN             (16u * 1024)
 #define MCPGW_WS_AUTH_FAILURES_DEFAULT 5
 #define MCPGW_WS_AUTH_FAILURES_MAX    100
+/* A paused client is read again once its queue is below this (the low mark). */
+#define MCPGW_WS_OUTQ_LOW(high)       ((high) / 2)
+/* Bytes read from and written to one client per loop turn (redis's 64 KiB
+ * write budget), so one busy client cannot starve the others. */
+#define MCPGW_WS_READ_BUDGET          (64u * 1024)
+#define MCPGW_WS_WRITE_BUDGET         (64u * 1024)
+/* Control frames (pongs) the frame library may queue for one client in one
+ * turn before we stop reading it for that turn (ping floods). */
+#define MCPGW_WS_QUEUED_FRAMES_MAX    256
+/* After our close frame is out: how long the peer has to answer it (or hang
+ * up) before the TCP connection is dropped. */
+#define MCPGW_WS_CLOSE_TIMEOUT        5000
+/* SIGTERM: how long calls in flight may still finish before they are
+ * cancelled and every client is closed with 1001. */
+#define MCPGW_WS_SHUTDOWN_GRACE       10000
+/* wsd's HTTP side: memory for one request's head (libmicrohttpd's
+ * MHD_OPTION_CONNECTION_MEMORY_LIMIT); connections past maxConnections or
+ * maxConnectionsPerIp still get a 503 saying why, up to this many more,
+ * after which they are closed at accept; a User-Agent kept for the logs is
+ * cut at this length. */
+#define MCPGW_HTTP_CONN_MEMORY        (32u * 1024)
+#define MCPGW_CONN_REFUSE_SLACK       64
+#define MCPGW_USER_AGENT_MAX          200
 
 /* SSE streams.  A response ends itself (with a retry: hint) before
  * mod_fcgid's FcgidBusyTimeout (300 s) would kill it; EventSource then
@@ -124,6 +147,20 @@
 #define MCPGW_EVENTS_BYTES_DEFAULT    (64u * 1024 * 1024)
 #define MCPGW_EVENTS_BYTES_MIN        (64u * 1024)
 #define MCPGW_EVENTS_BYTES_MAX        (1024u * 1024 * 1024)
+/* One event's JSON text.  A tool_call event whose params would make it
+ * larger is published without them ("paramsTruncated":true); any other
+ * event over this is dropped and counted. */
+#define MCPGW_EVENT_BYTES_MAX         (32u * 1024)
+/* Publishing waits at most this long for the event store (the embedded
+ * store's lock, the Redis connection and its answer); past it the event is
+ * dropped and counted, and until the store answers again further events
+ * are dropped at once rather than each waiting. */
+#define MCPGW_EVENTS_PUBLISH_WAIT     50
+/* Redis backend: connecting, and the first and longest retry delays after
+ * a failure. */
+#define MCPGW_EVENTS_REDIS_CONNECT_TIMEOUT 200
+#define MCPGW_EVENTS_RETRY_MIN        100
+#define MCPGW_EVENTS_RETRY_MAX        5000
 
 /* Tokens. */
 #define MCPGW_TOKENS_MAX              4096
