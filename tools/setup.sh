@@ -19,7 +19,8 @@ say() { printf 'setup: %s\n' "$*"; }
 
 packages=(build-essential autoconf automake libtool pkg-config git
           libjson-c-dev libssl-dev libfcgi-dev libmicrohttpd-dev
-          check libsubunit-dev valgrind)
+          check libsubunit-dev valgrind libhiredis-dev redis-server
+          clang libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
     if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != "install ok installed" ]; then

@@ -117,6 +117,15 @@ if [ $status -eq 0 ]; then
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
     run_build asan --enable-sanitizers || status=1
 fi
+if [ $status -eq 0 ]; then
+    # libFuzzer on every parser for a minute each (clang); a crash stops the
+    # run and its reproducer belongs in tests/fuzz/corpus/<target>/.
+    say "=== build/asan: make fuzz (FUZZ_SECONDS=${FUZZ_SECONDS:-60} per target) ==="
+    if ! make -C build/asan fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}"; then
+        say "fuzzing found a crash; see build/asan/tests/fuzz/*.log and build/asan/crash-*"
+        status=1
+    fi
+fi
 
 if [ $status -ne 0 ] && [ $failed -eq 0 ]; then
     failed=1    # a build or configure failure: no test result says so

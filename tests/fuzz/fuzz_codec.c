@@ -1,0 +1,62 @@
+/* fuzz_codec.c - client messages in; every accepted one re-encoded.
+ *
+ * Decoding must never crash or leak, must reject (not truncate) what it
+ * cannot take, and an id it reports must itself be valid JSON.  What
+ * decodes is fed to the encoders, whose output must parse again. */
+#include "config.h"
+
+#include <assert.h>
+#include <json-c/json.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "codec.h"
+#include "limits.h"
+
+static void must_parse(const struct mcpgw_buf *b)
+{
+    json_tokener *tok = json_tokener_new();
+    json_object *o;
+
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    o = json_tokener_parse_ex(tok, b->ptr, (int)b->len);
+    assert(o && json_tokener_get_parse_end(tok) == b->len);
+    json_object_put(o);
+    json_tokener_free(tok);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const struct mcpgw_codec_limits lim = { 4096, 16 };
+    struct mcpgw_codec_error err;
+    struct mcpgw_msg msg;
+    struct mcpgw_buf out;
+    char id[MCPGW_CODEC_ID_JSON_SIZE] = "";
+
+    if (mcpgw_codec_decode((const char *)data, size, &lim, &msg, &err) < 0) {
+        assert(err.code && mcpgw_codec_code_valid(err.code));
+        if (err.id_json[0]) {
+            json_object *o = json_tokener_parse(err.id_json);
+
+            assert(o);
+            json_object_put(o);
+        }
+        return 0;
+    }
+    mcpgw_buf_init(&out, MCPGW_MESSAGE_BYTES_DEFAULT);
+    if (msg.id)
+        assert(mcpgw_codec_id_json(msg.id, id, sizeof(id)) == 0);
+    if (msg.type == MCPGW_MSG_TOOL_CALL) {
+        assert(mcpgw_codec_tool_response(&out, id, 1, true, msg.params, msg.server_id,
+                                         msg.tool_name) == 0);
+        must_parse(&out);
+        mcpgw_buf_reset(&out);
+    }
+    assert(mcpgw_codec_error(&out, id, 1, MCPGW_CODE_BAD_REQUEST,
+                             msg.tool_name ? msg.tool_name : "x") == 0);
+    must_parse(&out);
+    mcpgw_buf_release(&out);
+    mcpgw_msg_release(&msg);
+    return 0;
+}
