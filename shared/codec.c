@@ -529,27 +529,24 @@ static const struct {
  * may be NULL; on success err is left cleared (code NULL, strings empty);
  * -EINVAL (msg NULL, or buf NULL with len > 0) and -ENOMEM also fill err,
  * with code "internal". */
-int mcpgw_codec_decode(const char *buf, size_t len, const struct mcpgw_codec_limits *lim,
-                       struct mcpgw_msg *msg, struct mcpgw_codec_error *err)
+int mcpgw_codec_parse_object(const char *buf, size_t len, const struct mcpgw_codec_limits *lim,
+                             json_object **out, struct mcpgw_codec_error *err)
 {
     struct mcpgw_codec_error scratch;
     struct scan sc = { 0 };
     size_t max_bytes = MCPGW_MESSAGE_BYTES_DEFAULT, i;
-    int max_depth = MCPGW_JSON_DEPTH_DEFAULT, rc;
+    int max_depth = MCPGW_JSON_DEPTH_DEFAULT;
     struct json_tokener *tok;
-    json_object *root = NULL, *v, *id = NULL, *data = NULL;
-    const char *type_s, *id_bad = NULL;
-    size_t type_n;
-    struct mcpgw_msg m;
-    char shown[SHOW_MAX * 4 + 8];
+    json_object *root = NULL;
 
     if (!err)
         err = &scratch;
     err->code = NULL;
     err->message[0] = '\0';
     err->id_json[0] = '\0';
-    if (!msg || (!buf && len))
+    if (!out || (!buf && len))
         return refuse(err, -EINVAL, MCPGW_CODE_INTERNAL, "invalid arguments");
+    *out = NULL;
     /* Limits above the hard caps are lowered to them; the tokener takes an
      * int length, which MCPGW_MESSAGE_BYTES_MAX keeps far from. */
     if (lim) {
@@ -602,10 +599,33 @@ int mcpgw_codec_decode(const char *buf, size_t len, const struct mcpgw_codec_lim
     }
     json_tokener_free(tok);
     if (sc.big_number && !tree_finite(root, 0)) {
-        rc = refuse(err, MCPGW_EPARSE, MCPGW_CODE_BAD_REQUEST,
-                    "invalid JSON: number out of range");
-        goto fail;
+        json_object_put(root);
+        return refuse(err, MCPGW_EPARSE, MCPGW_CODE_BAD_REQUEST,
+                      "invalid JSON: number out of range");
     }
+    *out = root;
+    return 0;
+}
+
+int mcpgw_codec_decode(const char *buf, size_t len, const struct mcpgw_codec_limits *lim,
+                       struct mcpgw_msg *msg, struct mcpgw_codec_error *err)
+{
+    struct mcpgw_codec_error scratch;
+    json_object *root = NULL, *v, *id = NULL, *data = NULL;
+    const char *type_s, *id_bad = NULL;
+    size_t type_n;
+    struct mcpgw_msg m;
+    char shown[SHOW_MAX * 4 + 8];
+    size_t i;
+    int rc;
+
+    if (!err)
+        err = &scratch;
+    if (!msg)
+        return refuse(err, -EINVAL, MCPGW_CODE_INTERNAL, "invalid arguments");
+    rc = mcpgw_codec_parse_object(buf, len, lim, &root, err);
+    if (rc < 0)
+        return rc;
 
     memset(&m, 0, sizeof(m));
     m.root = root;

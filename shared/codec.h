@@ -100,6 +100,13 @@ struct mcpgw_codec_error {
  * needs data.serverId. */
 int mcpgw_codec_decode(const char *buf, size_t len, const struct mcpgw_codec_limits *lim,
                        struct mcpgw_msg *msg, struct mcpgw_codec_error *err);
+/* The same strict parse, for any JSON object body (REST requests): size
+ * first, then a strict RFC 8259 scan, the depth cap, UTF-8 validation, no
+ * trailing data, no NaN, numbers in range.  0 and *out a new object (the
+ * caller puts it); or MCPGW_ETOOBIG / MCPGW_EPARSE (-ENOMEM, -EINVAL) with
+ * *err filled (code too_large / bad_request / internal) and *out NULL. */
+int mcpgw_codec_parse_object(const char *buf, size_t len, const struct mcpgw_codec_limits *lim,
+                             json_object **out, struct mcpgw_codec_error *err);
 void mcpgw_msg_release(struct mcpgw_msg *msg);  /* NULL-safe, idempotent */
 
 /* Encoders append one complete JSON text (no newline) to out.  Each returns

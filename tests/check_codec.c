@@ -1496,6 +1496,48 @@ START_TEST(code_valid_is_the_closed_list)
 }
 END_TEST
 
+/* REST bodies get exactly the WebSocket decoder's strictness. */
+START_TEST(parse_object_is_as_strict_as_decode)
+{
+    static const struct {
+        const char *in;
+        int rc;
+        const char *message;
+    } rows[] = {
+        { "{\"serverId\":\"m\",\"params\":{\"a\":[1,2.5,\"\\u00e9\"]}}", 0, "" },
+        { "{\"a\":NaN}", MCPGW_EPARSE, "invalid JSON at byte 5: " },
+        { "{\"a\":\"\\ud800\"}", MCPGW_EPARSE, "invalid JSON at byte " },
+        { "{\"a\":1} x", MCPGW_EPARSE, "trailing data after the message" },
+        { "[1]", MCPGW_EPARSE, "message must be a JSON object" },
+        { "", MCPGW_EPARSE, "empty message" },
+        { "{\"a\":[[[[[[[[[[1]]]]]]]]]]}", MCPGW_EPARSE, "nesting deeper than 8" },
+        { "{\"a\":\"0123456789012345678901234567890123456789\"}", MCPGW_ETOOBIG,
+          "message of 48 bytes is over the limit of 40 bytes" },
+    };
+    struct mcpgw_codec_limits lim = { 40, 8 };
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct mcpgw_codec_error err;
+        json_object *o = (json_object *)1;
+        struct mcpgw_codec_limits l = lim;
+        int rc;
+
+        if (i == 0)
+            l.max_bytes = 4096;
+        rc = mcpgw_codec_parse_object(rows[i].in, strlen(rows[i].in), &l, &o, &err);
+        ck_assert_msg(rc == rows[i].rc, "row %zu: rc %d", i, rc);
+        if (rc == 0) {
+            ck_assert(json_object_is_type(o, json_type_object));
+            json_object_put(o);
+        } else {
+            ck_assert_ptr_null(o);
+            ck_assert_msg(strncmp(err.message, rows[i].message, strlen(rows[i].message)) == 0,
+                          "row %zu: %s", i, err.message);
+        }
+    }
+}
+END_TEST
+
 START_TEST(now_ms_is_wall_clock_milliseconds)
 {
     int64_t a = (int64_t)time(NULL) * 1000, n = mcpgw_now_ms(), b = (int64_t)time(NULL) * 1000;
@@ -1563,6 +1605,7 @@ static Suite *codec_suite(void)
     tcase_add_test(tc, id_json_forms);
     tcase_add_test(tc, id_round_trips_from_call_to_answer);
     tcase_add_test(tc, code_valid_is_the_closed_list);
+    tcase_add_test(tc, parse_object_is_as_strict_as_decode);
     tcase_add_test(tc, now_ms_is_wall_clock_milliseconds);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
