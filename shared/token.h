@@ -60,7 +60,10 @@ bool mcpgw_token_scope_valid(const char *scope);
  * add: creates token NAME with scopes (expires 0 = never) and writes the new
  * token, NUL-terminated, to out (outlen >= 64).  MCPGW_EEXIST if an active
  * token has that name.  revoke: marks it revoked; MCPGW_ENOTFOUND if none.
- * On error a message goes to err. */
+ * Both also return -EINVAL (a bad name, scope or expiry, or a name that
+ * looks like a token), MCPGW_ETOOBIG (the store holds MCPGW_TOKENS_MAX
+ * entries), MCPGW_ECONFIG (the existing file is malformed or writable by
+ * others) and -errno for I/O.  On error a message goes to err. */
 int mcpgw_tokens_add(const char *path, const char *name, const char *const *scopes,
                      size_t nscopes, time_t expires, char *out, size_t outlen,
                      char *err, size_t errlen);
