@@ -262,7 +262,8 @@ static mcpgw_hub *bench_hub(const struct target *t)
     mcpgw_hub *hub;
 
     snprintf(json, sizeof(json),
-             "{\"mcpServers\":{\"bench\":{\"command\":\"%s\",\"args\":[%s%s%s],"
+             "{\"gateway\":{\"stateDir\":\"/tmp\"},"
+             "\"mcpServers\":{\"bench\":{\"command\":\"%s\",\"args\":[%s%s%s],"
              "\"maxInFlight\":1024}}}",
              t->command, t->has_arg2 ? "\"" : "", t->has_arg2 ? t->arg : "",
              t->has_arg2 ? "\",\"stdio\"" : "");

@@ -1091,7 +1091,7 @@ static int parse_servers(struct ctx *c, json_object *v, struct mcpgw_conf *conf)
 static const char *const top_keys[] = { "gateway", "mcpServers", "$schema", NULL };
 static const char *const gateway_keys[] = {
     "listen", "tokenFile", "requireAuth", "log", "allowedOrigins", "limits", "stateDir",
-    "ticketTtlMs", "events", "sse", "fcgi", "websocket", NULL
+    "ticketTtlMs", "maxServerProcesses", "events", "sse", "fcgi", "websocket", NULL
 };
 static const char *const events_keys[] = {
     "backend", "dir", "redis", "maxEvents", "maxAgeMs", "maxBytes", "includeParams", NULL
@@ -1363,6 +1363,9 @@ static int parse_gateway(struct ctx *c, json_object *v, struct mcpgw_conf *conf)
         rc = field_int(c, v, "ticketTtlMs", MCPGW_TICKET_TTL_MIN, MCPGW_TICKET_TTL_MAX,
                        &conf->ticket_ttl_ms);
     if (rc == 0)
+        rc = field_int(c, v, "maxServerProcesses", 1, MCPGW_SERVER_PROCS_MAX,
+                       &conf->max_server_processes);
+    if (rc == 0)
         rc = section(c, v, "events", events_keys, parse_events, &conf->events);
     if (rc == 0)
         rc = section(c, v, "sse", sse_keys, parse_sse, &conf->sse);
@@ -1629,6 +1632,7 @@ static int parse_into(struct ctx *c, struct mcpgw_conf *conf, const char *text, 
     conf->limits.handshake_timeout_ms = MCPGW_HANDSHAKE_TIMEOUT_DEFAULT;
     conf->limits.idle_timeout_ms = MCPGW_IDLE_TIMEOUT_DEFAULT;
     conf->ticket_ttl_ms = MCPGW_TICKET_TTL_DEFAULT;
+    conf->max_server_processes = MCPGW_SERVER_PROCS_DEFAULT;
     conf->fcgi_threads = MCPGW_FCGI_THREADS_DEFAULT;
     conf->events.redis_port = 6379;
     conf->events.max_events = MCPGW_EVENTS_COUNT_DEFAULT;

@@ -113,6 +113,7 @@ struct mcpgw_conf {
     struct mcpgw_conf_limits limits;
     char *state_dir;            /* gateway.stateDir, absolute; default LOCALSTATEDIR "/lib/mcpgw" */
     int ticket_ttl_ms;          /* gateway.ticketTtlMs */
+    int max_server_processes;   /* gateway.maxServerProcesses: host-wide cap */
     int fcgi_threads;           /* gateway.fcgi.threads */
     struct mcpgw_conf_events events;        /* gateway.events */
     struct mcpgw_conf_sse sse;              /* gateway.sse */

@@ -19,6 +19,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <signal.h>
 #include <unistd.h>
@@ -431,6 +432,7 @@ mcpgw_hub *mcpgw_hub_new(struct mcpgw_conf *conf, int *rcp)
         s->hub = hub;
         s->conf = &conf->servers[i];
         s->child.in_fd = s->child.out_fd = s->child.err_fd = s->child.pidfd = -1;
+        s->slot_fd = -1;
         s->w_out.fn = mcpgw__srv_on_stdout;
         s->w_err.fn = mcpgw__srv_on_stderr;
         s->w_in.fn = mcpgw__srv_on_stdin;
@@ -451,6 +453,14 @@ mcpgw_hub *mcpgw_hub_new(struct mcpgw_conf *conf, int *rcp)
             snprintf(s->last_error, sizeof(s->last_error), "disabled in the configuration");
     }
     srand((unsigned)(mcpgw__mono_ms() ^ getpid()));
+    /* The state directory itself may be missing on a first run: make it,
+     * and its slots directory, but nothing above. */
+    if (mkdir(conf->state_dir, 0750) < 0 && errno != EEXIST)
+        mcpgw_log_debug(COMPONENT, "cannot create '%s': %s", conf->state_dir, strerror(errno));
+    if (asprintf(&hub->slots_dir, "%s/slots", conf->state_dir) < 0) {
+        hub->slots_dir = NULL;
+        goto fail;
+    }
     hub->conf = conf;
     return hub;
 fail:
@@ -528,6 +538,8 @@ void mcpgw_hub_free(mcpgw_hub *hub)
 
         mcpgw__srv_teardown_fds(s);
         mcpgw__hub_close_fd(hub, &s->child.pidfd);
+        if (s->slot_fd >= 0)
+            close(s->slot_fd);
         mcpgw__framer_release(&s->fout);
         mcpgw__framer_release(&s->ferr);
         mcpgw_buf_release(&s->outq);
@@ -536,6 +548,7 @@ void mcpgw_hub_free(mcpgw_hub *hub)
         free(s->slots);
     }
     free(hub->srvs);
+    free(hub->slots_dir);
     run_posts(hub);
     mcpgw__theap_release(&hub->timers);
     mcpgw_buf_release(&hub->scratch);

@@ -49,6 +49,7 @@ struct srv {
     enum mcpgw_server_state state;
     unsigned gen;               /* bumped whenever the process is torn down */
     struct mcpgw__child child;
+    int slot_fd;                /* holds a host-wide process slot; -1 if none */
     struct watch w_out, w_err, w_in, w_pid;
     bool in_armed, dirty;
     struct srv *dirty_next;
@@ -100,6 +101,8 @@ struct mcpgw_hub {
     bool in_run;
     struct srv *dirty;          /* servers with output to flush at turn end */
     bool waiters_due;
+    char *slots_dir;            /* <stateDir>/slots */
+    bool slots_warned;          /* said once that the cap cannot be kept */
     struct mcpgw_buf scratch;
     void (*observer)(void *ud, const struct mcpgw_hub_event *ev);
     void *observer_ud;

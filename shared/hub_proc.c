@@ -27,6 +27,7 @@
 #include "jsonrpc.h"
 #include "limits.h"
 #include "log.h"
+#include "slots.h"
 
 #define PROTOCOL_LATEST "2025-11-25"
 
@@ -123,6 +124,43 @@ void mcpgw__srv_cancel_request(struct srv *s, uint64_t id, const char *reason)
 
 /* ---- process lifecycle ---------------------------------------------------- */
 
+/* A host-wide slot for the process about to start (slots.h).  0, or -EAGAIN
+ * with a message when the cap is reached.  A slot directory we cannot use
+ * is said once and the server runs uncapped: refusing every start for a
+ * state directory's permissions would take the whole gateway down. */
+static int take_slot(struct srv *s, char *err, size_t errlen)
+{
+    mcpgw_hub *hub = s->hub;
+    int fd;
+
+    if (s->slot_fd >= 0)
+        return 0;
+    fd = mcpgw__slot_take(hub->slots_dir, hub->conf->max_server_processes);
+    if (fd >= 0) {
+        s->slot_fd = fd;
+        return 0;
+    }
+    if (fd == -EAGAIN) {
+        snprintf(err, errlen, "the host-wide limit of %d MCP server processes is reached",
+                 hub->conf->max_server_processes);
+        return fd;
+    }
+    if (!hub->slots_warned) {
+        hub->slots_warned = true;
+        mcpgw_log_warn(COMPONENT, "cannot use '%s' (%s): the host-wide limit of MCP server "
+                       "processes is not enforced", hub->slots_dir, mcpgw_strerror(fd));
+    }
+    return 0;
+}
+
+static void release_slot(struct srv *s)
+{
+    if (s->slot_fd >= 0) {
+        close(s->slot_fd);
+        s->slot_fd = -1;
+    }
+}
+
 void mcpgw__srv_teardown_fds(struct srv *s)
 {
     mcpgw_hub *hub = s->hub;
@@ -162,6 +200,7 @@ static void srv_reaped(struct srv *s, int status)
 
     mcpgw__wait_status_str(status, how, sizeof(how));
     mcpgw__srv_teardown_fds(s);
+    release_slot(s);
     mcpgw__hub_close_fd(s->hub, &s->child.pidfd);
     mcpgw__theap_del(&s->hub->timers, &s->t_start);
     mcpgw__theap_del(&s->hub->timers, &s->t_stop);
@@ -325,7 +364,9 @@ void mcpgw__srv_start(struct srv *s)
     s->garbage = 0;
     json_object_put(s->tools);
     s->tools = NULL;
-    rc = mcpgw__spawn(s->conf, &s->child, err, sizeof(err));
+    rc = take_slot(s, err, sizeof(err));
+    if (rc == 0)
+        rc = mcpgw__spawn(s->conf, &s->child, err, sizeof(err));
     if (rc < 0) {
         snprintf(s->last_error, sizeof(s->last_error), "%s", err);
         mcpgw_log_error(COMPONENT, "cannot start server '%s': %s", s->conf->id, err);

@@ -39,6 +39,10 @@
 /* Shutdown: close stdin, wait, SIGTERM the group, wait, SIGKILL. */
 #define MCPGW_STOP_STDIN_GRACE        2000
 #define MCPGW_STOP_TERM_GRACE         2000
+/* Live MCP server processes on the whole host, across every gateway process
+ * (slots.h): mod_fcgid may start many FastCGI processes, each with a hub. */
+#define MCPGW_SERVER_PROCS_DEFAULT    64
+#define MCPGW_SERVER_PROCS_MAX        4096
 /* Output bytes queued towards one server's stdin before calls get EBUSY. */
 #define MCPGW_SERVER_OUTQ_MAX         (16u * 1024 * 1024)
 /* Garbage lines from a server tolerated within the window before restart. */

@@ -212,6 +212,7 @@ START_TEST(test_front_end_sections_defaults_and_values)
     ck_assert_int_eq(c->websocket.ping_interval_ms, MCPGW_WS_PING_DEFAULT);
     ck_assert_uint_eq(c->websocket.outq_max_bytes, MCPGW_WS_OUTQ_MAX_DEFAULT);
     ck_assert_int_eq(c->ticket_ttl_ms, MCPGW_TICKET_TTL_DEFAULT);
+    ck_assert_int_eq(c->max_server_processes, MCPGW_SERVER_PROCS_DEFAULT);
     mcpgw_conf_free(c);
     ck_assert_int_eq(mcpgw_conf_parse(text, sizeof(text) - 1, "t.json", "/etc/gw", &c, err,
                                       sizeof(err)), 0);
@@ -602,6 +603,8 @@ static const struct bad bad[] = {
       "t.json: gateway.fcgi.threads: expected an integer from 1 to 1024, got 0" },
     { G("\"websocket\": {\"outputHighBytes\": 2000000, \"outputMaxBytes\": 1000000}"), 0, NULL,
       "t.json: gateway.websocket: outputHighBytes (2000000) must not exceed outputMaxBytes (1000000)" },
+    { G("\"maxServerProcesses\": 0"), 0, NULL,
+      "t.json: gateway.maxServerProcesses: expected an integer from 1 to 4096, got 0" },
     { G("\"ticketTtlMs\": 10"), 0, NULL,
       "t.json: gateway.ticketTtlMs: expected an integer from 1000 to 600000, got 10" },
 

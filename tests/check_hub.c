@@ -21,6 +21,7 @@
 #include "err.h"
 #include "hub.h"
 #include "log.h"
+#include "slots.h"
 #include "theap.h"
 
 static char fake[512];
@@ -35,7 +36,7 @@ static mcpgw_hub *hub_with(const char *extra_args, const char *server_keys, cons
     int rc;
 
     snprintf(json, sizeof(json),
-             "{\"gateway\":{\"log\":{\"level\":\"debug\"}%s%s},"
+             "{\"gateway\":{\"log\":{\"level\":\"debug\"},\"stateDir\":\"/tmp\"%s%s},"
              "\"mcpServers\":{\"fake\":{\"command\":\"%s\",\"args\":[%s],"
              "\"env\":{\"FAKE_CONFIGURED\":\"yes\"},"
              "\"restart\":{\"initialDelayMs\":100,\"maxDelayMs\":1000}%s%s}}}",
@@ -481,7 +482,8 @@ END_TEST
 
 START_TEST(missing_command_is_reported)
 {
-    char json[] = "{\"mcpServers\":{\"fake\":{\"command\":\"/nonexistent/mcp-server\"}}}";
+    char json[] = "{\"gateway\":{\"stateDir\":\"/tmp\"},"
+                  "\"mcpServers\":{\"fake\":{\"command\":\"/nonexistent/mcp-server\"}}}";
     struct mcpgw_server_health h;
     struct mcpgw_conf *conf;
     struct result r = { 0 };
@@ -811,6 +813,115 @@ START_TEST(crash_cycles_leak_nothing)
 }
 END_TEST
 
+/* Two fake servers sharing state dir dir, with a host-wide cap. */
+static mcpgw_hub *capped_hub(const char *dir, int cap)
+{
+    char json[2048], err[512];
+    struct mcpgw_conf *conf;
+    mcpgw_hub *hub;
+
+    snprintf(json, sizeof(json),
+             "{\"gateway\":{\"stateDir\":\"%s\",\"maxServerProcesses\":%d},"
+             "\"mcpServers\":{\"a\":{\"command\":\"%s\"},\"b\":{\"command\":\"%s\"}}}",
+             dir, cap, fake, fake);
+    ck_assert_msg(mcpgw_conf_parse(json, strlen(json), "cap.json", "/tmp", &conf, err,
+                                   sizeof(err)) == 0, "%s", err);
+    hub = mcpgw_hub_new(conf, NULL);
+    ck_assert_ptr_nonnull(hub);
+    return hub;
+}
+
+static int count_ready(mcpgw_hub *hub, int ms)
+{
+    struct mcpgw_server_health h;
+    int ready = 0;
+
+    for (int64_t end = mcpgw__mono_ms() + ms; mcpgw__mono_ms() < end;)
+        mcpgw_hub_run(hub, 20);
+    for (size_t i = 0; mcpgw_hub_health(hub, i, &h); i++)
+        ready += h.state == MCPGW_SERVER_READY;
+    return ready;
+}
+
+START_TEST(host_wide_cap_refuses_the_next_server)
+{
+    char dir[] = "/tmp/check_hub_cap.XXXXXX", slots[64];
+    struct mcpgw_server_health h;
+    mcpgw_hub *hub;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(slots, sizeof(slots), "%s/slots", dir);
+    hub = capped_hub(dir, 1);
+    ck_assert_int_eq(mcpgw_hub_start(hub, "a"), 0);
+    ck_assert_int_eq(count_ready(hub, 300), 1);
+    ck_assert_int_eq(mcpgw_hub_start(hub, "b"), MCPGW_EUNAVAIL);
+    ck_assert_int_eq(mcpgw_hub_health_of(hub, "b", &h), 0);
+    ck_assert_str_eq(h.last_error, "the host-wide limit of 1 MCP server processes is reached");
+    ck_assert_int_eq(mcpgw__slots_in_use(slots, 1), 1);
+    mcpgw_hub_free(hub);
+    ck_assert_int_eq(mcpgw__slots_in_use(slots, 1), 0);
+}
+END_TEST
+
+/* Four gateway processes, two servers each, three slots on the host: never
+ * more than three servers run, and a killed process frees its slots. */
+START_TEST(host_wide_cap_holds_across_processes)
+{
+    char dir[] = "/tmp/check_hub_cap.XXXXXX", slots[64];
+    pid_t pids[4];
+    int ready = 0, peak = 0, st;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(slots, sizeof(slots), "%s/slots", dir);
+    for (int i = 0; i < 4; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            mcpgw_hub *hub = capped_hub(dir, 3);
+            int n;
+
+            mcpgw_hub_start(hub, "a");
+            mcpgw_hub_start(hub, "b");
+            n = count_ready(hub, 1500);
+            /* hold the slots while the parent counts */
+            for (int64_t end = mcpgw__mono_ms() + 1000; mcpgw__mono_ms() < end;)
+                mcpgw_hub_run(hub, 20);
+            mcpgw_hub_free(hub);
+            _exit(n);
+        }
+    }
+    for (int64_t end = mcpgw__mono_ms() + 2000; mcpgw__mono_ms() < end; usleep(20000)) {
+        int used = mcpgw__slots_in_use(slots, 3);
+
+        peak = used > peak ? used : peak;
+    }
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(waitpid(pids[i], &st, 0), pids[i]);
+        ck_assert(WIFEXITED(st));
+        ready += WEXITSTATUS(st);
+    }
+    ck_assert_int_eq(peak, 3);
+    ck_assert_int_eq(ready, 3);
+    ck_assert_int_eq(mcpgw__slots_in_use(slots, 3), 0);
+
+    /* kill -9 of a gateway process gives its slots back */
+    pids[0] = fork();
+    if (pids[0] == 0) {
+        mcpgw_hub *hub = capped_hub(dir, 3);
+
+        mcpgw_hub_start(hub, "a");
+        for (;;)
+            mcpgw_hub_run(hub, 100);
+    }
+    for (int64_t end = mcpgw__mono_ms() + 2000;
+         mcpgw__slots_in_use(slots, 3) < 1 && mcpgw__mono_ms() < end;)
+        usleep(10000);
+    ck_assert_int_eq(mcpgw__slots_in_use(slots, 3), 1);
+    kill(pids[0], SIGKILL);
+    waitpid(pids[0], &st, 0);
+    ck_assert_int_eq(mcpgw__slots_in_use(slots, 3), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("hub");
@@ -853,6 +964,8 @@ int main(void)
     tcase_add_test(tc, blocking_calls_from_many_threads);
     tcase_add_test(tc, blocking_call_without_a_thread);
     tcase_add_test(tc, crash_cycles_leak_nothing);
+    tcase_add_test(tc, host_wide_cap_refuses_the_next_server);
+    tcase_add_test(tc, host_wide_cap_holds_across_processes);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -34,14 +34,14 @@ static mcpgw_hub *hub_new(void)
     int rc;
 
     snprintf(json, sizeof(json),
-             "{\"mcpServers\":{"
+             "{\"gateway\":{\"stateDir\":\"%s\"},\"mcpServers\":{"
              "\"everything\":{\"command\":\"node\",\"args\":[\"%s/"
              "@modelcontextprotocol/server-everything/dist/index.js\",\"stdio\"],"
              "\"restart\":{\"initialDelayMs\":100}},"
              "\"memory\":{\"command\":\"node\",\"args\":[\"%s/"
              "@modelcontextprotocol/server-memory/dist/index.js\"],"
              "\"env\":{\"MEMORY_FILE_PATH\":\"%s/memory.jsonl\"}}}}",
-             modules, modules, tmpdir);
+             tmpdir, modules, modules, tmpdir);
     rc = mcpgw_conf_parse(json, strlen(json), "npm.json", tmpdir, &conf, err, sizeof(err));
     ck_assert_msg(rc == 0, "%s", err);
     hub = mcpgw_hub_new(conf, &rc);
