@@ -1450,9 +1450,13 @@ static int strict_scan(struct ctx *c, const char *t, size_t n)
             i++;
         } else if (ch == '}' || ch == ']') {
             if (depth > 0 && frames[--depth] != SIZE_MAX) {
-                rc = check_dups(c, t, keys + frames[depth], nkeys - frames[depth]);
-                if (rc < 0)
-                    goto out;
+                /* An empty object has no keys to compare (and keys may
+                 * still be NULL: NULL + 0 is undefined in C). */
+                if (nkeys > frames[depth]) {
+                    rc = check_dups(c, t, keys + frames[depth], nkeys - frames[depth]);
+                    if (rc < 0)
+                        goto out;
+                }
                 nkeys = frames[depth];
             }
             i++;
