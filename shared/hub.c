@@ -116,6 +116,11 @@ static void wake(mcpgw_hub *hub)
     (void)n;    /* EAGAIN means a wake-up is already pending */
 }
 
+void mcpgw__hub_wake(mcpgw_hub *hub)
+{
+    wake(hub);
+}
+
 /* ---- call bookkeeping ------------------------------------------------------- */
 
 
@@ -441,6 +446,7 @@ mcpgw_hub *mcpgw_hub_new(struct mcpgw_conf *conf, int *rcp)
         mcpgw__timer_init(&s->t_retry, mcpgw__srv_on_retry_timer);
         mcpgw__timer_init(&s->t_stop, mcpgw__srv_on_stop_timer);
         mcpgw__timer_init(&s->t_stable, mcpgw__srv_on_stable_timer);
+        mcpgw__timer_init(&s->t_ping, mcpgw__srv_on_ping_timer);
         mcpgw_buf_init(&s->outq, MCPGW_SERVER_OUTQ_MAX);
         mcpgw__framer_init(&s->fout, conf->limits.max_message_bytes);
         mcpgw__framer_init(&s->ferr, MCPGW_STDERR_LINE_MAX);
@@ -575,6 +581,11 @@ void mcpgw_hub_set_observer(mcpgw_hub *hub, void (*fn)(void *ud, const struct mc
 {
     hub->observer = fn;
     hub->observer_ud = ud;
+}
+
+void mcpgw_hub_set_batching(mcpgw_hub *hub, bool on)
+{
+    hub->batch_writes = on;
 }
 
 /* ---- servers ------------------------------------------------------------------ */
@@ -791,6 +802,7 @@ static void on_call_timer(struct mcpgw__timer *t)
         mcpgw__srv_cancel_request(s, c->req_id, "timed out in mcpgw");
     mcpgw_log_info(COMPONENT, "%s", msg);
     mcpgw__call_fail(c, MCPGW_ETIMEDOUT, msg);
+    mcpgw__srv_probe(s);
 }
 
 void mcpgw_call_cancel(mcpgw_call *c, const char *reason)

@@ -62,12 +62,13 @@ struct srv {
     unsigned inflight;          /* queued + sent */
     struct mcpgw_call *q_head, *q_tail;
     uint64_t init_id, list_id;  /* internal requests in flight, 0 if none */
+    uint64_t ping_id;           /* liveness ping after a timeout, 0 if none */
     json_object *tools;         /* array, filtered by config; NULL until listed */
     json_object *tools_new;     /* being assembled across pages */
     unsigned list_pages;
     bool list_again;            /* list_changed came while a list was in flight */
     struct tools_waiter *waiters;
-    struct mcpgw__timer t_start, t_retry, t_stop, t_stable;
+    struct mcpgw__timer t_start, t_retry, t_stop, t_stable, t_ping;
     int stop_phase;             /* 0, 1 stdin closed, 2 SIGTERM sent, 3 SIGKILL sent */
     bool failing;               /* the stop under way is a failure */
     unsigned failures;          /* consecutive, for back-off */
@@ -99,6 +100,7 @@ struct mcpgw_hub {
     json_tokener *tok;
     uint64_t next_call_id;
     bool in_run;
+    bool batch_writes;          /* mcpgw_hub_set_batching() */
     struct srv *dirty;          /* servers with output to flush at turn end */
     bool waiters_due;
     char *slots_dir;            /* <stateDir>/slots */
@@ -150,6 +152,8 @@ void mcpgw__srv_notify_waiters(struct srv *s);
 
 /* hub_proc.c: the process and its stdin */
 void mcpgw__srv_mark_dirty(struct srv *s);
+/* Make the hub's fd readable, so its loop runs a turn. */
+void mcpgw__hub_wake(mcpgw_hub *hub);
 void mcpgw__srv_flush(struct srv *s);
 int mcpgw__srv_write_call(struct srv *s, struct mcpgw_call *c, const char *args, size_t args_len);
 void mcpgw__srv_notify(struct srv *s, const char *method, const char *params);
@@ -166,6 +170,10 @@ void mcpgw__srv_on_stop_timer(struct mcpgw__timer *t);
 void mcpgw__srv_on_start_timer(struct mcpgw__timer *t);
 void mcpgw__srv_on_retry_timer(struct mcpgw__timer *t);
 void mcpgw__srv_on_stable_timer(struct mcpgw__timer *t);
+void mcpgw__srv_on_ping_timer(struct mcpgw__timer *t);
+/* A call timed out: make sure the server still answers at all. */
+void mcpgw__srv_probe(struct srv *s);
+void mcpgw__srv_probe_answered(struct srv *s);
 
 /* hub_mcp.c: the protocol */
 bool mcpgw__srv_tool_listed(struct srv *s, const char *tool);

@@ -236,6 +236,10 @@ static void handle_response(struct srv *s, struct mcpgw__rpc *m, const char *lin
         handle_init_result(s, m);
         return;
     }
+    if (id == s->ping_id) {
+        mcpgw__srv_probe_answered(s);
+        return;
+    }
     if (id == s->list_id) {
         handle_list_result(s, m);
         return;

@@ -35,11 +35,14 @@
 
 void mcpgw__srv_mark_dirty(struct srv *s)
 {
-    if (s->hub->in_run) {
+    if (s->hub->in_run || s->hub->batch_writes) {
         if (!s->dirty) {
             s->dirty = true;
             s->dirty_next = s->hub->dirty;
             s->hub->dirty = s;
+            /* Outside a turn: make the loop run one, which flushes. */
+            if (!s->hub->in_run)
+                mcpgw__hub_wake(s->hub);
         }
     } else {
         mcpgw__srv_flush(s);
@@ -207,7 +210,8 @@ static void srv_reaped(struct srv *s, int status)
     mcpgw__theap_del(&s->hub->timers, &s->t_stable);
     s->stop_phase = 0;
     s->failing = false;
-    s->init_id = s->list_id = 0;
+    s->init_id = s->list_id = s->ping_id = 0;
+    mcpgw__theap_del(&s->hub->timers, &s->t_ping);
     json_object_put(s->tools_new);
     s->tools_new = NULL;
 
@@ -423,3 +427,39 @@ void mcpgw__srv_on_stable_timer(struct mcpgw__timer *t)
     s->failures = 0;
 }
 
+
+/* ---- liveness -------------------------------------------------------------- */
+
+void mcpgw__srv_probe(struct srv *s)
+{
+    int wait = s->conf->call_timeout_ms < MCPGW_PING_TIMEOUT ? s->conf->call_timeout_ms
+                                                            : MCPGW_PING_TIMEOUT;
+
+    if (s->state != MCPGW_SERVER_READY || s->ping_id)
+        return;
+    s->ping_id = mcpgw__srv_next_id(s);
+    if (mcpgw__rpc_write_request(&s->outq, s->ping_id, "ping", NULL) < 0) {
+        s->ping_id = 0;
+        return;
+    }
+    mcpgw__srv_mark_dirty(s);
+    mcpgw__hub_timer_arm(s->hub, &s->t_ping, mcpgw__mono_ms() + wait);
+}
+
+void mcpgw__srv_probe_answered(struct srv *s)
+{
+    s->ping_id = 0;
+    mcpgw__theap_del(&s->hub->timers, &s->t_ping);
+}
+
+void mcpgw__srv_on_ping_timer(struct mcpgw__timer *t)
+{
+    struct srv *s = SRV_OF(t, t_ping);
+    int wait = s->conf->call_timeout_ms < MCPGW_PING_TIMEOUT ? s->conf->call_timeout_ms
+                                                            : MCPGW_PING_TIMEOUT;
+
+    if (s->ping_id && s->state == MCPGW_SERVER_READY)
+        mcpgw__srv_fail(s, MCPGW_ESERVERGONE,
+                        "stopped answering (no reply to a ping within %d ms after a call timed out)",
+                        wait);
+}

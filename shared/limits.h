@@ -43,6 +43,11 @@
  * (slots.h): mod_fcgid may start many FastCGI processes, each with a hub. */
 #define MCPGW_SERVER_PROCS_DEFAULT    64
 #define MCPGW_SERVER_PROCS_MAX        4096
+/* After a call times out, the server is pinged; one that does not answer
+ * within this (or its callTimeoutMs, if shorter) is restarted: a server
+ * that stopped reading would otherwise hold every later call until its
+ * own timeout. */
+#define MCPGW_PING_TIMEOUT            5000
 /* Output bytes queued towards one server's stdin before calls get EBUSY. */
 #define MCPGW_SERVER_OUTQ_MAX         (16u * 1024 * 1024)
 /* Garbage lines from a server tolerated within the window before restart. */

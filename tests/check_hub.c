@@ -20,6 +20,7 @@
 #include "conf.h"
 #include "err.h"
 #include "hub.h"
+#include "limits.h"
 #include "log.h"
 #include "slots.h"
 #include "theap.h"
@@ -813,6 +814,167 @@ START_TEST(crash_cycles_leak_nothing)
 }
 END_TEST
 
+
+/* A server that stops reading altogether is found out by the ping after a
+ * timeout and restarted, instead of holding every later call. */
+START_TEST(frozen_server_is_restarted_after_a_timeout)
+{
+    mcpgw_hub *hub = hub_with("", "\"callTimeoutMs\":1000", "");
+    struct mcpgw_call_opts opts = { .timeout_ms = 200 };
+    struct mcpgw_server_health h;
+    struct result r = { 0 }, e;
+    bool saw_failure = false;
+
+    call_wait(hub, "echo", "{\"message\":\"x\"}", &e);
+    ck_assert_int_eq(call(hub, "freeze", NULL, &r, &opts, NULL), 0);
+    run_until(hub, &r.done, 1, 3000);
+    ck_assert_int_eq(r.status, MCPGW_ETIMEDOUT);
+    /* the ping goes unanswered for 1 s (callTimeoutMs < MCPGW_PING_TIMEOUT) */
+    for (int64_t end = mcpgw__mono_ms() + 6000; mcpgw__mono_ms() < end;) {
+        mcpgw_hub_run(hub, 10);
+        mcpgw_hub_health_of(hub, "fake", &h);
+        if (h.state != MCPGW_SERVER_READY && strstr(h.last_error, "stopped answering"))
+            saw_failure = true;
+        if (saw_failure && h.state == MCPGW_SERVER_READY)
+            break;
+    }
+    ck_assert(saw_failure);
+    ck_assert_int_eq(h.state, MCPGW_SERVER_READY);
+    ck_assert_uint_eq(h.restarts, 1);
+    call_wait(hub, "echo", "{\"message\":\"back\"}", &e);
+    ck_assert_str_eq(e.text, "Echo: back");
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+/* A slow call that times out on a server that still answers leaves the
+ * server alone. */
+START_TEST(slow_but_alive_server_is_kept)
+{
+    mcpgw_hub *hub = hub_with("", "", "");
+    struct mcpgw_call_opts opts = { .timeout_ms = 100 };
+    struct mcpgw_server_health h;
+    struct result r = { 0 };
+
+    ck_assert_int_eq(call(hub, "sleep", "{\"ms\":2000}", &r, &opts, NULL), 0);
+    run_until(hub, &r.done, 1, 3000);
+    ck_assert_int_eq(r.status, MCPGW_ETIMEDOUT);
+    run_for(hub, 400);
+    mcpgw_hub_health_of(hub, "fake", &h);
+    ck_assert_int_eq(h.state, MCPGW_SERVER_READY);
+    ck_assert_uint_eq(h.restarts, 0);
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, resident = 0;
+
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* A 100 MB answer streams past without being held: memory stays near the
+ * 1 MiB limit, only that call fails. */
+START_TEST(hundred_mb_line_keeps_memory_bounded)
+{
+    mcpgw_hub *hub = hub_with("", "", "\"limits\":{\"maxMessageBytes\":1048576}");
+    struct result r;
+    long before;
+
+    call_wait(hub, "echo", "{\"message\":\"x\"}", &r);
+    before = rss_kib();
+    call_wait(hub, "big", "{\"bytes\":104857600}", &r);
+    ck_assert_int_eq(r.status, MCPGW_ETOOBIG);
+    ck_assert_msg(rss_kib() - before < 16 * 1024, "RSS grew by %ld KiB", rss_kib() - before);
+    call_wait(hub, "echo", "{\"message\":\"after\"}", &r);
+    ck_assert_int_eq(r.status, 0);
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
+static unsigned stderr_lines;
+
+static void count_server_lines(void *ud, int level, const char *line, size_t len)
+{
+    if (memmem(line, len, " server:fake: ", 14))
+        stderr_lines++;
+}
+
+/* 64 MB on stderr: the server is drained (it never blocks), the log gets
+ * at most the per-second budget, memory stays flat. */
+START_TEST(stderr_flood_is_drained_and_capped)
+{
+    mcpgw_hub *hub;
+    struct result r;
+    long before;
+    int64_t t0;
+
+    mcpgw_log_open(NULL, MCPGW_LOG_INFO, false, 0);
+    mcpgw_log_set_sink(count_server_lines, NULL);
+    hub = hub_with("", "", "");
+    call_wait(hub, "echo", "{\"message\":\"x\"}", &r);
+    before = rss_kib();
+    stderr_lines = 0;
+    t0 = mcpgw__mono_ms();
+    call_wait(hub, "stderr", "{\"bytes\":67108864}", &r);
+    ck_assert_int_eq(r.status, 0);
+    run_for(hub, 100);
+    ck_assert_msg(stderr_lines <= (unsigned)((mcpgw__mono_ms() - t0) / 1000 + 2) *
+                                  (MCPGW_STDERR_LINES_PER_SEC + 1),
+                  "%u lines logged", stderr_lines);
+    ck_assert_msg(rss_kib() - before < 8 * 1024, "RSS grew by %ld KiB", rss_kib() - before);
+    mcpgw_hub_free(hub);
+    mcpgw_log_set_sink(NULL, NULL);
+}
+END_TEST
+
+/* 1,000 crash and restart cycles: every child reaped, no fd left behind. */
+START_TEST(thousand_crash_cycles)
+{
+    char json[1024], err[256], path[64];
+    struct mcpgw_conf *conf;
+    mcpgw_hub *hub;
+    struct result r;
+    int fds_before = 0, fds_after = 0;
+
+    snprintf(json, sizeof(json),
+             "{\"gateway\":{\"stateDir\":\"/tmp\"},\"mcpServers\":{\"fake\":{\"command\":\"%s\","
+             "\"restart\":{\"initialDelayMs\":10,\"maxDelayMs\":10}}}}", fake);
+    ck_assert_int_eq(mcpgw_conf_parse(json, strlen(json), "t.json", "/tmp", &conf, err,
+                                      sizeof(err)), 0);
+    hub = mcpgw_hub_new(conf, NULL);
+    call_wait(hub, "echo", "{\"message\":\"x\"}", &r);
+    for (int fd = 0; fd < 1024; fd++) {
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        fds_before += access(path, F_OK) == 0;
+    }
+    for (int i = 0; i < 1000; i++) {
+        struct mcpgw_server_health h;
+
+        call_wait(hub, "crash", NULL, &r);
+        ck_assert_int_eq(r.status, MCPGW_ESERVERGONE);
+        do {
+            mcpgw_hub_run(hub, 5);
+            mcpgw_hub_health_of(hub, "fake", &h);
+        } while (h.state != MCPGW_SERVER_READY);
+    }
+    for (int fd = 0; fd < 1024; fd++) {
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        fds_after += access(path, F_OK) == 0;
+    }
+    ck_assert_int_eq(fds_after, fds_before);
+    mcpgw_hub_free(hub);
+    assert_no_children();
+}
+END_TEST
+
 /* Two fake servers sharing state dir dir, with a host-wide cap. */
 static mcpgw_hub *capped_hub(const char *dir, int cap)
 {
@@ -966,6 +1128,11 @@ int main(void)
     tcase_add_test(tc, crash_cycles_leak_nothing);
     tcase_add_test(tc, host_wide_cap_refuses_the_next_server);
     tcase_add_test(tc, host_wide_cap_holds_across_processes);
+    tcase_add_test(tc, frozen_server_is_restarted_after_a_timeout);
+    tcase_add_test(tc, slow_but_alive_server_is_kept);
+    tcase_add_test(tc, hundred_mb_line_keeps_memory_bounded);
+    tcase_add_test(tc, stderr_flood_is_drained_and_capped);
+    tcase_add_test(tc, thousand_crash_cycles);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
