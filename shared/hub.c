@@ -528,7 +528,7 @@ void mcpgw__hub_stop_all(mcpgw_hub *hub)
 
 bool mcpgw__hub_on_loop_thread(const mcpgw_hub *hub)
 {
-    return !hub->thread_running || pthread_equal(pthread_self(), hub->loop_thread);
+    return !(hub->thread_running || hub->bound) || pthread_equal(pthread_self(), hub->loop_thread);
 }
 
 void mcpgw_hub_free(mcpgw_hub *hub)

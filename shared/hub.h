@@ -10,7 +10,9 @@
  * calls mcpgw_hub_run(), or the hub's own thread after mcpgw_hub_thread_start().
  * Every function here must be called on the loop thread, except
  * mcpgw_hub_post(), mcpgw_hub_call_sync() and mcpgw_hub_thread_stop(), which
- * any thread may call.  Callbacks run on the loop thread.
+ * any thread may call.  Callbacks run on the loop thread.  A result handed
+ * to another thread is a deep copy: json-c's reference counts are not
+ * atomic, so no json_object is ever shared between threads.
  *
  * EVENT LOOP.  The hub keeps its own epoll set and exposes it as one fd:
  * add mcpgw_hub_fd() to your own loop (readable = work to do) and call
@@ -93,6 +95,13 @@ int mcpgw_hub_run(mcpgw_hub *hub, int timeout_ms);
 /* Run fn(hub, ud) on the loop thread at its next turn.  Any thread.
  * 0, or -ENOMEM / MCPGW_ESHUTDOWN (then fn never runs). */
 int mcpgw_hub_post(mcpgw_hub *hub, void (*fn)(mcpgw_hub *hub, void *ud), void *ud);
+
+/* Name the calling thread as the loop thread, for a program that drives
+ * the hub from its own event loop (mcpgw-wsd) while other threads (its
+ * HTTP workers) use mcpgw_hub_call_sync(): their calls are then posted to
+ * this thread instead of running the loop themselves.  Call before any
+ * other thread uses the hub. */
+void mcpgw_hub_bind_thread(mcpgw_hub *hub);
 
 /* Run the loop in a thread of the hub's own, for programs whose other
  * threads block (the FastCGI responder).  0 or -errno.  thread_stop joins
@@ -187,7 +196,8 @@ uint64_t mcpgw_call_id(const mcpgw_call *call);
  * and waits for DONE.  progress (may be NULL) gets progress events on the
  * thread that runs the loop.  Returns the DONE status; on 0 *result holds a
  * new reference to the CallToolResult (caller puts it) and *is_error its
- * isError; on error, err (if not NULL) gets the error line. */
+ * isError (a deep copy the calling thread owns outright); on error, err
+ * (if not NULL) gets the error line. */
 int mcpgw_hub_call_sync(mcpgw_hub *hub, const char *server, const char *tool,
                         json_object *args, const struct mcpgw_call_opts *opts,
                         void (*progress)(void *ud, const struct mcpgw_call_event *ev),
@@ -218,5 +228,15 @@ struct mcpgw_hub_event {
 
 void mcpgw_hub_set_observer(mcpgw_hub *hub, void (*fn)(void *ud, const struct mcpgw_hub_event *ev),
                             void *ud);
+
+/* Batch writes to servers.  Off (the default), a call started outside
+ * mcpgw_hub_run() is written to its server at once.  On, it is queued and
+ * written at the end of the next hub turn, which the hub's fd announces, so
+ * many calls started from one event of the caller's loop (a burst of
+ * WebSocket messages) reach a server in one write instead of one write -
+ * and one wake-up of the server - each.  For programs whose own loop calls
+ * mcpgw_hub_run() when mcpgw_hub_fd() is readable (or after each of its
+ * turns). */
+void mcpgw_hub_set_batching(mcpgw_hub *hub, bool on);
 
 #endif

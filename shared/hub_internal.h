@@ -114,8 +114,9 @@ struct mcpgw_hub {
     bool closing;
     pthread_t thread;
     bool thread_running;
+    bool bound;                 /* mcpgw_hub_bind_thread() named loop_thread */
     volatile bool thread_quit;
-    pthread_t loop_thread;      /* valid while thread_running */
+    pthread_t loop_thread;      /* valid while thread_running or bound */
 };
 
 #define COMPONENT "dispatch"

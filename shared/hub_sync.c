@@ -28,6 +28,12 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
+void mcpgw_hub_bind_thread(mcpgw_hub *hub)
+{
+    hub->loop_thread = pthread_self();
+    hub->bound = true;
+}
+
 int mcpgw_hub_thread_start(mcpgw_hub *hub)
 {
     int rc;
@@ -89,10 +95,16 @@ static void sync_cb(mcpgw_call *call, const struct mcpgw_call_event *ev, void *u
     pthread_mutex_lock(&sc->lock);
     sc->status = ev->status;
     sc->is_error = ev->is_error;
-    if (ev->status == 0)
-        sc->result = json_object_get(ev->result);
-    else
+    if (ev->status != 0) {
         snprintf(sc->err, sizeof(sc->err), "%s", ev->error ? ev->error : mcpgw_strerror(ev->status));
+    } else if (json_object_deep_copy(ev->result, &sc->result, NULL) != 0) {
+        /* A copy, made here on the loop thread: the caller's thread must
+         * not share reference counts with the hub's tree, and json-c's
+         * counts are not atomic in Debian's build. */
+        sc->status = -ENOMEM;
+        sc->result = NULL;
+        snprintf(sc->err, sizeof(sc->err), "out of memory copying the result");
+    }
     sc->done = true;
     pthread_cond_signal(&sc->cond);
     pthread_mutex_unlock(&sc->lock);

@@ -764,6 +764,48 @@ START_TEST(blocking_calls_from_many_threads)
 }
 END_TEST
 
+struct own_loop {
+    mcpgw_hub *hub;
+    volatile bool bound, quit;
+};
+
+static void *own_loop_main(void *arg)
+{
+    struct own_loop *l = arg;
+
+    mcpgw_hub_bind_thread(l->hub);
+    l->bound = true;
+    while (!l->quit)
+        mcpgw_hub_run(l->hub, 20);
+    return NULL;
+}
+
+/* The wsd shape: a program's own loop drives the hub after binding its
+ * thread; blocking calls from worker threads are posted to it. */
+START_TEST(blocking_calls_into_a_bound_loop)
+{
+    struct own_loop l = { .hub = hub_with("", "", "") };
+    struct worker w[4];
+    pthread_t loop, t[4];
+
+    pthread_create(&loop, NULL, own_loop_main, &l);
+    while (!l.bound)
+        usleep(1000);
+    for (int i = 0; i < 4; i++) {
+        w[i].hub = l.hub;
+        w[i].ok = 0;
+        pthread_create(&t[i], NULL, worker_main, &w[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_int_eq(w[i].ok, 50);
+    }
+    l.quit = true;
+    pthread_join(loop, NULL);
+    mcpgw_hub_free(l.hub);
+}
+END_TEST
+
 START_TEST(blocking_call_without_a_thread)
 {
     mcpgw_hub *hub = hub_with("", "", "");
@@ -1098,6 +1140,7 @@ int main(void)
     tcase_add_test(tc, shutdown_completes_calls_and_reaps);
     tcase_add_test(tc, observer_sees_calls_and_states);
     tcase_add_test(tc, blocking_calls_from_many_threads);
+    tcase_add_test(tc, blocking_calls_into_a_bound_loop);
     tcase_add_test(tc, blocking_call_without_a_thread);
     tcase_add_test(tc, host_wide_cap_refuses_the_next_server);
     tcase_add_test(tc, host_wide_cap_holds_across_processes);
