@@ -28,7 +28,9 @@
  * silent skip.
  *
  * THREADS.  An mcpgw_events handle may be used by many threads at once for
- * publishing.  A reader belongs to one thread.
+ * publishing.  A reader belongs to one thread.  The first reader of a
+ * handle starts a thread of the handle's (the wake-ups of all its readers);
+ * after that, a child of fork() must only exec (as the hub's spawn does).
  */
 #ifndef MCPGW_EVENTS_H
 #define MCPGW_EVENTS_H
@@ -68,7 +70,7 @@ struct mcpgw_events_stats {
  * (a Redis that is down is retried on use).  0 and *out, or -errno /
  * MCPGW_ECONFIG with a message in err. */
 int mcpgw_events_open(const struct mcpgw_conf *conf, mcpgw_events **out, char *err, size_t errlen);
-void mcpgw_events_close(mcpgw_events *ev);      /* NULL-safe */
+void mcpgw_events_close(mcpgw_events *ev);      /* NULL-safe; its readers first */
 
 /* Publish {"type":type,"timestamp":now,"data":data}.  data is borrowed.
  * Returns 0 (published, or dropped and counted) — never an error a tool

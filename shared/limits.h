@@ -115,15 +115,26 @@
 /* After our close frame is out: how long the peer has to answer it (or hang
  * up) before the TCP connection is dropped. */
 #define MCPGW_WS_CLOSE_TIMEOUT        5000
+/* A WebSocket idle this long at a frame boundary gives back its frame
+ * parser (wslay's context: about 9 KiB of fixed buffers), made again when
+ * the next byte arrives or a message leaves. */
+#define MCPGW_WS_PARK_AFTER           1000
+/* Events waiting for wsd's publisher thread; past this the event store is
+ * too far behind and further events are dropped (and counted). */
+#define MCPGW_WS_EVENT_QUEUE_MAX      8192
 /* SIGTERM: how long calls in flight may still finish before they are
  * cancelled and every client is closed with 1001. */
 #define MCPGW_WS_SHUTDOWN_GRACE       10000
-/* wsd's HTTP side: memory for one request's head (libmicrohttpd's
- * MHD_OPTION_CONNECTION_MEMORY_LIMIT); connections past maxConnections or
- * maxConnectionsPerIp still get a 503 saying why, up to this many more,
- * after which they are closed at accept; a User-Agent kept for the logs is
- * cut at this length. */
-#define MCPGW_HTTP_CONN_MEMORY        (32u * 1024)
+/* wsd's HTTP side: memory for one request's head and our answer
+ * (libmicrohttpd's MHD_OPTION_CONNECTION_MEMORY_LIMIT; a bigger head gets
+ * 431).  MHD keeps, and touches, all of it for every upgraded connection
+ * until the socket is released, so it is sized for a WebSocket handshake
+ * (MHD reads into half of it: heads up to about 4 KiB), not for large
+ * cookies or REST bodies.  Connections past
+ * maxConnections or maxConnectionsPerIp still get a 503 saying why, up to
+ * this many more, after which they are closed at accept; a User-Agent kept
+ * for the logs is cut at this length. */
+#define MCPGW_HTTP_CONN_MEMORY        (8u * 1024)
 #define MCPGW_CONN_REFUSE_SLACK       64
 #define MCPGW_USER_AGENT_MAX          200
 
@@ -163,8 +174,10 @@
 /* Publishing waits at most this long for the event store (the embedded
  * store's lock, the Redis connection and its answer); past it the event is
  * dropped and counted, and until the store answers again further events
- * are dropped at once rather than each waiting. */
-#define MCPGW_EVENTS_PUBLISH_WAIT     50
+ * wait at most 1 ms (file) or are dropped at once (Redis).  The lock is
+ * held for microseconds: this bound is met only by a holder that is
+ * stopped, or starved of CPU on an overloaded machine. */
+#define MCPGW_EVENTS_PUBLISH_WAIT     200
 /* Redis backend: connecting, and the first and longest retry delays after
  * a failure. */
 #define MCPGW_EVENTS_REDIS_CONNECT_TIMEOUT 200

@@ -1,0 +1,41 @@
+/* events_internal.h - what the event stream's front (events.c) shares with
+ * its backends (events_file.c, events_redis.c).  Not installed.
+ */
+#ifndef MCPGW_EVENTS_INTERNAL_H
+#define MCPGW_EVENTS_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "events.h"
+
+/* Event types are [a-z_]{1,32}; serverId is what the config allows. */
+#define MCPGW__EVENT_TYPE_MAX 32
+
+/* Fill *e with the reader-side "gap" event, the one explicit signal that
+ * events between requested and oldest are gone:
+ *   {"type":"gap","timestamp":now,"data":{"requested":…,"oldest":…}}
+ * id is the gap's own id: the backend gives one strictly between requested
+ * and oldest (the id just before oldest), so ids stay increasing and a
+ * client that resumes after the gap asks from there.  The text lives in
+ * scratch (reset here), so e is valid until scratch changes.
+ * 0, or -ENOMEM / MCPGW_ETOOBIG. */
+int mcpgw__events_gap(struct mcpgw_event *e, struct mcpgw_buf *scratch, const char *id,
+                      const char *requested, const char *oldest);
+
+/* Whether type names a tool event (only for authenticated readers). */
+bool mcpgw__events_is_tool_type(const char *type);
+
+/* Wall-clock ms since the epoch. */
+int64_t mcpgw__events_now_ms(void);
+
+/* Decimal text of v into out (at least 21 bytes). */
+void mcpgw__events_u64(char *out, uint64_t v);
+
+/* Parse a decimal u64 without sign or leading zeros ("0" is allowed) of
+ * exactly len bytes.  false if it is not one. */
+bool mcpgw__events_parse_u64(const char *s, size_t len, uint64_t *v);
+
+#endif
