@@ -3,8 +3,13 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "adapter.h"
@@ -19,13 +24,34 @@ static const char *get_param(void *ud, const char *name)
     return FCGX_GetParam(name, rq->envp);
 }
 
+/* FastCGI frames the body (FCGI_STDIN ends with an empty record), so a
+ * body shorter than its CONTENT_LENGTH is seen here and refused: serving a
+ * prefix would act on something the client did not send.  Bytes after
+ * CONTENT_LENGTH are not the body (RFC 3875 section 4.2 allows a server to
+ * send extension data there) and are never read as part of it.  Without
+ * CONTENT_LENGTH (a chunked upload through mod_proxy_fcgi) the body is
+ * what FCGI_STDIN holds. */
 static ssize_t read_body(void *ud, char *buf, size_t len)
 {
     struct fcgi_adapter *a = ud;
-    int n = FCGX_GetStr(buf, len > 65536 ? 65536 : (int)len, a->rq->in);
+    long long want = a->req.content_length;
+    int n;
 
+    if (want >= 0) {
+        if (a->body_read >= want)
+            return 0;
+        if ((unsigned long long)(want - a->body_read) < len)
+            len = (size_t)(want - a->body_read);
+    }
+    n = FCGX_GetStr(buf, len > 65536 ? 65536 : (int)len, a->rq->in);
     if (n < 0 || FCGX_GetError(a->rq->in) != 0)
         return -1;
+    a->body_read += n;
+    if (n == 0 && want >= 0 && a->body_read < want) {
+        mcpgw_log_info("fcgi", "refused a body of %lld bytes announced as %lld", a->body_read,
+                       want);
+        return -1;
+    }
     return n;
 }
 
@@ -106,6 +132,237 @@ void fcgi_serve(mcpgw_routes *rt, FCGX_Request *rq)
                             a.req.method ? a.req.method : "-", a.req.path);
     }
     mcpgw_buf_release(&a.head);
+}
+
+/* ---- the request head, before libfcgi reads it ------------------------- */
+
+#define T_BEGIN_REQUEST 1
+#define T_END_REQUEST 3
+#define T_PARAMS 4
+#define T_STDOUT 6
+#define ROLE_RESPONDER 1
+/* A blocked look at the socket wakes this often to see stop_fd. */
+#define HEAD_SLICE_MS 200
+
+enum head { HEAD_MORE, HEAD_OK, HEAD_TOO_LARGE, HEAD_BAD };
+
+/* The records in p[0..n), from the start of a request.  *req_id is set
+ * once its FCGI_BEGIN_REQUEST has been seen. */
+static enum head parse_head(const unsigned char *p, size_t n, unsigned *req_id)
+{
+    size_t off = 0, pairs = 0, bytes = 0, nlb = 0;
+    unsigned char lb[4];
+    uint32_t name_len = 0;
+    uint64_t skip = 0;
+    bool value_next = false;
+
+    *req_id = 0;
+    while (n - off >= 8) {
+        unsigned type = p[off + 1], id = (unsigned)p[off + 2] << 8 | p[off + 3];
+        size_t clen = (size_t)p[off + 4] << 8 | p[off + 5], plen = p[off + 6];
+        const unsigned char *c = p + off + 8;
+
+        if (p[off] != 1)
+            return HEAD_BAD;
+        if (n - off - 8 < clen + plen)
+            return HEAD_MORE;
+        off += 8 + clen + plen;
+        if (id == 0)
+            continue;   /* a management record (FCGI_GET_VALUES): libfcgi answers it */
+        if (!*req_id) {
+            /* Only a responder: libfcgi would answer another role and read
+             * the next request's head on its own. */
+            if (type != T_BEGIN_REQUEST || clen != 8 ||
+                ((unsigned)c[0] << 8 | c[1]) != ROLE_RESPONDER)
+                return HEAD_BAD;
+            *req_id = id;
+            continue;
+        }
+        /* No multiplexing, no FCGI_STDIN or abort before the params end. */
+        if (id != *req_id || type != T_PARAMS)
+            return HEAD_BAD;
+        if (clen == 0)
+            return nlb == 0 && skip == 0 && !value_next ? HEAD_OK : HEAD_BAD;
+        for (size_t i = 0; i < clen;) {
+            uint32_t len;
+
+            if (skip) {
+                size_t k = skip < clen - i ? (size_t)skip : clen - i;
+
+                i += k;
+                skip -= k;
+                continue;
+            }
+            lb[nlb++] = c[i++];
+            if (nlb == 1 && !(lb[0] & 0x80))
+                len = lb[0];
+            else if (nlb == 4)
+                len = (uint32_t)(lb[0] & 0x7f) << 24 | (uint32_t)lb[1] << 16 |
+                      (uint32_t)lb[2] << 8 | lb[3];
+            else
+                continue;
+            nlb = 0;
+            if (len > MCPGW_FCGI_HEAD_BYTES_MAX)
+                return HEAD_TOO_LARGE;
+            if (!value_next) {
+                name_len = len;
+                value_next = true;
+                continue;
+            }
+            value_next = false;
+            bytes += (size_t)name_len + len;
+            if (++pairs > MCPGW_FCGI_PARAMS_MAX || bytes > MCPGW_FCGI_HEAD_BYTES_MAX)
+                return HEAD_TOO_LARGE;
+            skip = (uint64_t)name_len + len;
+        }
+    }
+    return HEAD_MORE;
+}
+
+static void put_header(unsigned char *h, unsigned type, unsigned id, size_t clen)
+{
+    h[0] = 1;
+    h[1] = (unsigned char)type;
+    h[2] = (unsigned char)(id >> 8);
+    h[3] = (unsigned char)id;
+    h[4] = (unsigned char)(clen >> 8);
+    h[5] = (unsigned char)clen;
+    h[6] = h[7] = 0;
+}
+
+/* Answer request id 431 ourselves (libfcgi has not seen it), end it, and
+ * half-close; what the peer still sends is read and dropped for a moment
+ * so that a TCP close does not reset the answer away. */
+static void refuse_head(int fd, unsigned id)
+{
+    static const char body[] = "{\"error\":\"the request head (headers and CGI variables) is "
+                               "too large\",\"code\":\"too_large\"}";
+    unsigned char out[1024], sink[16384];
+    int k = snprintf((char *)out + 8, sizeof(out) - 40,
+                     "Status: 431 %s\r\nContent-Type: application/json\r\n"
+                     "Cache-Control: no-store\r\nContent-Length: %zu\r\n\r\n%s",
+                     mcpgw_http_reason(431), sizeof(body) - 1, body);
+    size_t len, drained = 0;
+    struct timeval tv = { 0, 100000 };
+
+    if (k < 0 || (size_t)k >= sizeof(out) - 40)
+        return;
+    put_header(out, T_STDOUT, id, (size_t)k);
+    len = 8 + (size_t)k;
+    put_header(out + len, T_STDOUT, id, 0);
+    len += 8;
+    put_header(out + len, T_END_REQUEST, id, 8);
+    len += 8;
+    memset(out + len, 0, 8);    /* appStatus 0, FCGI_REQUEST_COMPLETE */
+    len += 8;
+    if (send(fd, out, len, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)len)
+        return;
+    shutdown(fd, SHUT_WR);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    while (drained < 4 * sizeof(sink)) {
+        ssize_t n = recv(fd, sink, sizeof(sink), 0);
+
+        if (n <= 0)
+            break;
+        drained += (size_t)n;
+    }
+}
+
+static int64_t head_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool readable(int fd, short ev)
+{
+    struct pollfd p = { .fd = fd, .events = ev };
+
+    return poll(&p, 1, 0) > 0;
+}
+
+bool fcgi_head_ok(int fd, int stop_fd)
+{
+    unsigned char *buf = malloc(MCPGW_FCGI_HEAD_BYTES_MAX);
+    int zero = 0, off = -1;
+    struct timeval slice = { 0, HEAD_SLICE_MS * 1000 }, none = { 0, 0 };
+    int64_t deadline = head_ms() + MCPGW_FCGI_HEAD_TIMEOUT;
+    enum head h = HEAD_MORE;
+    const char *why = "ended before it was complete";
+    unsigned id = 0;
+    size_t have = 0;
+    bool peek_off;
+
+    if (!buf)
+        return false;
+    /* With a peek offset each look returns only new bytes and waits for
+     * them (unix sockets; TCP since Linux 6.9).  Without, a look for one
+     * byte more than we have waits (MSG_WAITALL, which TCP honours when
+     * peeking). */
+    peek_off = setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) == 0;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &slice, sizeof(slice));
+    while (h == HEAD_MORE) {
+        ssize_t n;
+
+        if (have == MCPGW_FCGI_HEAD_BYTES_MAX) {
+            h = parse_head(buf, have, &id) == HEAD_MORE ? HEAD_TOO_LARGE : h;
+            break;
+        }
+        if (peek_off) {
+            n = recv(fd, buf + have, MCPGW_FCGI_HEAD_BYTES_MAX - have, MSG_PEEK);
+            if (n == 0)
+                break;      /* the peer closed or half-closed */
+        } else {
+            n = recv(fd, buf, have + 1, MSG_PEEK | MSG_WAITALL);
+            if (n == 0)
+                break;
+            if (n > (ssize_t)have)
+                n = recv(fd, buf, MCPGW_FCGI_HEAD_BYTES_MAX, MSG_PEEK | MSG_DONTWAIT);
+            if (n >= 0 && (size_t)n <= have) {
+                /* Timed out with nothing new, or the peer is gone. */
+                if (readable(fd, POLLRDHUP))
+                    break;
+                n = -1;
+                errno = EAGAIN;
+            } else if (n > 0) {
+                n -= (ssize_t)have;
+            }
+        }
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                why = strerror(errno);
+                break;
+            }
+            if (readable(stop_fd, POLLIN)) {
+                why = "was cut short: the responder is stopping";
+                break;
+            }
+            if (head_ms() >= deadline) {
+                why = "did not arrive in time";
+                break;
+            }
+            continue;
+        }
+        have += (size_t)n;
+        h = parse_head(buf, have, &id);
+    }
+    if (peek_off)
+        setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off));
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
+    free(buf);
+    if (h == HEAD_OK)
+        return true;
+    if (h == HEAD_TOO_LARGE && id) {
+        mcpgw_log_warn("fcgi", "refused a request whose head is over %u bytes or %d params "
+                       "(answered 431)", MCPGW_FCGI_HEAD_BYTES_MAX, MCPGW_FCGI_PARAMS_MAX);
+        refuse_head(fd, id);
+    } else {
+        mcpgw_log_info("fcgi", "dropped a connection: the FastCGI request head %s",
+                       h == HEAD_TOO_LARGE ? "is too large" : h == HEAD_BAD ? "is malformed" : why);
+    }
+    return false;
 }
 
 bool fcgi_finish(FCGX_Request *rq)

@@ -19,7 +19,19 @@ struct fcgi_adapter {
     struct mcpgw_http_writer w;
     struct mcpgw_buf head;
     bool began;
+    long long body_read;        /* FCGI_STDIN bytes the route has read */
 };
+
+/* Look at the head of the next request on the connection fd - its
+ * FCGI_BEGIN_REQUEST and the whole PARAMS stream - without consuming it,
+ * before libfcgi reads it: libfcgi allocates whatever a name or value
+ * length claims.  True: the head is a responder request within
+ * MCPGW_FCGI_HEAD_BYTES_MAX and MCPGW_FCGI_PARAMS_MAX, and FCGX_Accept_r
+ * may read it.  False: the connection is done with - the request was
+ * answered 431 (too large), or the head was malformed, never completed
+ * within MCPGW_FCGI_HEAD_TIMEOUT, or stop_fd became readable - and the
+ * caller closes fd.  Blocks; fd stays in blocking mode. */
+bool fcgi_head_ok(int fd, int stop_fd);
 
 /* Serve the request rq (accepted by FCGX_Accept_r) with the routes.
  * Answers 400 by itself for a request the routes cannot be given (bad

@@ -344,6 +344,12 @@ static bool read_request(struct server *s, FCGX_Request *rq)
         rq->ipcFd = -1;
         return false;
     }
+    /* libfcgi trusts the lengths in the params; look at them first. */
+    if (!fcgi_head_ok(rq->ipcFd, s->stop_fd[0])) {
+        close(rq->ipcFd);
+        rq->ipcFd = -1;
+        return false;
+    }
     /* A kept connection: FCGX_Accept_r reads from it instead of accepting. */
     rq->keepConnection = 1;
     if (FCGX_Accept_r(rq) < 0) {

@@ -153,6 +153,16 @@
 /* FastCGI responder threads (each blocks on one request or stream). */
 #define MCPGW_FCGI_THREADS_DEFAULT    16
 #define MCPGW_FCGI_THREADS_MAX        1024
+/* The head of a FastCGI request - FCGI_BEGIN_REQUEST and the PARAMS
+ * stream, record framing included - is looked at before libfcgi reads it:
+ * libfcgi allocates whatever a name or value length claims (up to 2 GiB,
+ * and its sum overflows: CVE-2025-23016 is only half fixed).  A head over
+ * these bytes or pairs is answered 431; one that takes longer than the
+ * timeout to arrive is dropped.  Web servers send a few KiB (Apache's own
+ * default caps request headers at 100 fields). */
+#define MCPGW_FCGI_HEAD_BYTES_MAX     (64u * 1024)
+#define MCPGW_FCGI_PARAMS_MAX         512
+#define MCPGW_FCGI_HEAD_TIMEOUT       10000
 
 /* Browser tickets (single use; a WebSocket/EventSource cannot send headers). */
 #define MCPGW_TICKET_TTL_DEFAULT      60000

@@ -235,6 +235,31 @@ static enum auth verify_token(mcpgw_routes *rt, const char *tok, size_t len, str
     return AUTH_OK;
 }
 
+/* Why a stream's identity no longer holds - "token_revoked" (revoked or
+ * removed) or "token_expired" - or NULL while an active token of its name
+ * exists.  By name: a ticket carries only its token's name. */
+static const char *ident_lapsed(mcpgw_routes *rt, const struct ident *id)
+{
+    struct mcpgw_token_info ti;
+    time_t now = time(NULL);
+    const char *why = "token_revoked";
+
+    tokens_refresh(rt);
+    pthread_rwlock_rdlock(&rt->tok_lock);
+    for (size_t i = 0; mcpgw_tokens_get(rt->tokens, i, &ti); i++) {
+        if (strcmp(ti.name, id->info.name) != 0 || ti.revoked)
+            continue;
+        if (ti.expires && ti.expires <= now) {
+            why = "token_expired";
+            continue;
+        }
+        why = NULL;
+        break;
+    }
+    pthread_rwlock_unlock(&rt->tok_lock);
+    return why;
+}
+
 /* Credentials from the Authorization header, or (allow_ticket) ?ticket=.
  * A token in the URL (?access_token=) is refused outright: URLs end up in
  * logs (RFC 6750 section 5.3). */
@@ -902,33 +927,27 @@ static int refuse(int sent)
 static int parse_call(struct req *r, const struct mcpgw_buf *body, json_object **root,
                       const char **server, const char **tool, json_object **params)
 {
-    json_tokener *tok;
+    struct mcpgw_codec_limits lim = { r->rt->conf->limits.max_message_bytes,
+                                      r->rt->conf->limits.max_json_depth };
+    struct mcpgw_codec_error cerr;
     json_object *v;
-    enum json_tokener_error je;
-    size_t off;
+    int rc;
 
     *root = NULL;
     if (body->len == 0)
         return refuse(send_error(r, 400, MCPGW_CODE_BAD_REQUEST, "the request body is empty"));
-    tok = json_tokener_new_ex(r->rt->conf->limits.max_json_depth);
-    if (!tok)
-        return refuse(send_error(r, 500, MCPGW_CODE_INTERNAL, "out of memory"));
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-    *root = json_tokener_parse_ex(tok, body->ptr, (int)body->len);
-    je = json_tokener_get_error(tok);
-    off = json_tokener_get_parse_end(tok);
-    json_tokener_free(tok);
-    while (*root && off < body->len && strchr(" \t\r\n", body->ptr[off]))
-        off++;
-    if (!*root || je != json_tokener_success || off != body->len) {
-        json_object_put(*root);
-        *root = NULL;
-        return refuse(send_error(r, 400, MCPGW_CODE_BAD_REQUEST, "the body is not one JSON object: %s",
-                          je != json_tokener_success ? json_tokener_error_desc(je)
-                                                     : "trailing data after the object"));
-    }
-    if (!json_object_is_type(*root, json_type_object))
-        return refuse(send_error(r, 400, MCPGW_CODE_BAD_REQUEST, "the body must be a JSON object"));
+    /* The codec's strict parse, not json-c's alone: json-c accepts
+     * surrogate and overlong UTF-8, control characters in strings and
+     * turns a lone \ud800 into U+FFFD, so the tree the MCP server would be
+     * sent could differ from the text the client sent. */
+    rc = mcpgw_codec_parse_object(body->ptr, body->len, &lim, root, &cerr);
+    if (rc == MCPGW_ETOOBIG)
+        return refuse(send_error(r, 413, MCPGW_CODE_TOO_LARGE, "%s", cerr.message));
+    if (rc == MCPGW_EPARSE)
+        return refuse(send_error(r, 400, MCPGW_CODE_BAD_REQUEST, "the body is not one JSON "
+                                 "object: %s", cerr.message));
+    if (rc < 0)
+        return refuse(send_error(r, 500, MCPGW_CODE_INTERNAL, "%s", cerr.message));
     if (!json_object_object_get_ex(*root, "serverId", &v) ||
         !json_object_is_type(v, json_type_string) || json_object_get_string_len(v) < 1 ||
         json_object_get_string_len(v) > MCPGW_SERVER_ID_MAX)
@@ -1340,7 +1359,7 @@ static int route_events(struct req *r)
     mcpgw_events_reader *reader = NULL;
     struct mcpgw_buf o;
     struct mcpgw_event e;
-    int64_t start, end, next_hb;
+    int64_t start, end, next_hb, next_tok;
     const char *reason = "max_duration";
     enum auth a;
     int rc, n, sent = 0;
@@ -1399,6 +1418,7 @@ static int route_events(struct req *r)
     start = mono_ms();
     end = start + conf->sse.max_stream_ms;
     next_hb = start + conf->limits.heartbeat_ms;
+    next_tok = start + TOKEN_RECHECK_MS;
     rc = mcpgw_buf_printf(&o, "retry: %d\n", conf->sse.retry_ms);
     if (rc == 0 && last[0])
         rc = mcpgw_buf_printf(&o, "id: %s\n", last);
@@ -1422,6 +1442,17 @@ static int route_events(struct req *r)
         }
         if (now >= end)
             break;
+        /* A revocation reaches every process through the token file; the
+         * token_revoked event only speeds it up where it is published. */
+        if (r->who.authenticated && now >= next_tok) {
+            const char *lapsed = ident_lapsed(rt, &r->who);
+
+            if (lapsed) {
+                reason = lapsed;
+                break;
+            }
+            next_tok = now + TOKEN_RECHECK_MS;
+        }
         if (now >= next_hb) {
             mcpgw_buf_reset(&o);
             if (mcpgw_buf_adds(&o, "data: ") < 0 || mcpgw_codec_sse_heartbeat(&o, mcpgw_now_ms()) < 0 ||
@@ -1430,6 +1461,8 @@ static int route_events(struct req *r)
             next_hb = now + conf->limits.heartbeat_ms;
         }
         wait = (next_hb < end ? next_hb : end) - now;
+        if (r->who.authenticated && next_tok - now < wait)
+            wait = next_tok - now;
         if (wait < 0)
             wait = 0;
         pfd[np++] = (struct pollfd){ .fd = rt->stop_fd, .events = POLLIN };
