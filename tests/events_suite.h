@@ -495,7 +495,11 @@ START_TEST(slow_reader_gets_a_gap_mid_stream)
             break;
     }
     ck_assert_str_eq(prev, last);
-    ck_assert_int_eq(gaps, 1);
+    /* At least one gap, and (checked above) none of the numbering breaks
+     * without one.  More than one is honest on a loaded machine: with 32
+     * retained, the stream may be trimmed past events before a process's
+     * tail has read them, and each such hole is announced. */
+    ck_assert_int_ge(gaps, 1);
     ck_assert_int_eq(lastn, 5000);
     ck_assert_int_le(n, 32 + 32);   /* what it still had open, and the retained */
     mcpgw_events_reader_close(r);
