@@ -25,6 +25,7 @@
 #include "codec.h"
 #include "conf.h"
 #include "err.h"
+#include "events.h"
 #include "hub.h"
 #include "limits.h"
 #include "log.h"
@@ -36,6 +37,7 @@
 
 static const char *config_path;
 static int verbose;
+static mcpgw_events *events;    /* the shared event stream, when it can be opened */
 
 static void usage(FILE *f)
 {
@@ -90,6 +92,19 @@ static void open_log(const struct mcpgw_conf *conf)
     }
 }
 
+/* The CLI's calls belong on the same event stream as the daemons', so a
+ * browser watching /api/v1/events sees them too.  A store this user cannot
+ * open (a system stateDir, say) is no reason to refuse the command. */
+static void open_events(const struct mcpgw_conf *conf)
+{
+    char err[256];
+
+    if (mcpgw_events_open(conf, &events, err, sizeof(err)) < 0) {
+        events = NULL;
+        mcpgw_log_info("cli", "event stream not available: %s", err);
+    }
+}
+
 static mcpgw_hub *open_hub(struct mcpgw_conf *conf)
 {
     int rc;
@@ -98,8 +113,20 @@ static mcpgw_hub *open_hub(struct mcpgw_conf *conf)
     if (!hub) {
         fprintf(stderr, "mcpgw: cannot create the dispatch hub: %s\n", mcpgw_strerror(rc));
         mcpgw_conf_free(conf);
+        return NULL;
     }
+    open_events(mcpgw_hub_conf(hub));
+    if (events)
+        mcpgw_hub_set_observer(hub, mcpgw_events_hub_observer, events);
     return hub;
+}
+
+/* The hub first: stopping its servers still publishes their state. */
+static void close_hub(mcpgw_hub *hub)
+{
+    mcpgw_hub_free(hub);
+    mcpgw_events_close(events);
+    events = NULL;
 }
 
 /* ---- servers -------------------------------------------------------------- */
@@ -163,7 +190,7 @@ static int cmd_servers(int argc, char **argv)
         if (start && h.state != MCPGW_SERVER_READY && h.state != MCPGW_SERVER_DISABLED)
             failed++;
     }
-    mcpgw_hub_free(hub);
+    close_hub(hub);
     return failed ? EXIT_FAILED : 0;
 }
 
@@ -228,14 +255,14 @@ static int cmd_tools(int argc, char **argv)
     rc = mcpgw_hub_list_tools(hub, server, tools_done, &r);
     if (rc < 0) {
         fprintf(stderr, "mcpgw: '%s': %s\n", server, mcpgw_strerror(rc));
-        mcpgw_hub_free(hub);
+        close_hub(hub);
         return EXIT_FAILED;
     }
     while (!r.done)
         mcpgw_hub_run(hub, -1);
     if (r.status < 0) {
         fprintf(stderr, "mcpgw: %s\n", r.error);
-        mcpgw_hub_free(hub);
+        close_hub(hub);
         return EXIT_FAILED;
     }
     if (as_json) {
@@ -253,7 +280,7 @@ static int cmd_tools(int argc, char **argv)
         }
     }
     json_object_put(r.tools);
-    mcpgw_hub_free(hub);
+    close_hub(hub);
     return 0;
 }
 
@@ -294,7 +321,7 @@ static void print_result(json_object *result)
 
 static int cmd_call(int argc, char **argv)
 {
-    struct mcpgw_call_opts opts = { .progress = true, .caller = "cli" };
+    struct mcpgw_call_opts opts = { .progress = true, .caller = "cli", .transport = "cli" };
     struct mcpgw_conf *conf;
     json_object *args = NULL, *result = NULL;
     const char *pos[3] = { 0 };
@@ -366,7 +393,7 @@ static int cmd_call(int argc, char **argv)
     }
     json_object_put(result);
     json_object_put(args);
-    mcpgw_hub_free(hub);
+    close_hub(hub);
     return exit_code;
 }
 
@@ -393,19 +420,7 @@ static int cmd_check_config(int argc, char **argv)
 
 /* ---- token -------------------------------------------------------------------- */
 
-static char *token_file(void)
-{
-    struct mcpgw_conf *conf = load_config();
-    char *path;
 
-    if (!conf)
-        return NULL;
-    path = strdup(conf->token_file);
-    mcpgw_conf_free(conf);
-    if (!path)
-        fprintf(stderr, "mcpgw: out of memory\n");
-    return path;
-}
 
 static int token_add(int argc, char **argv, const char *path)
 {
@@ -490,34 +505,55 @@ static int token_list(const char *path)
     return 0;
 }
 
+/* Every process holding a stream for this token ends it on its own (they
+ * re-read the token file); the event tells everyone watching. */
+static void publish_revoked(const struct mcpgw_conf *conf, const char *name)
+{
+    json_object *data = json_object_new_object();
+
+    open_events(conf);
+    if (events && data &&
+        json_object_object_add(data, "name", json_object_new_string(name)) == 0)
+        mcpgw_events_publish(events, "token_revoked", data, NULL);
+    json_object_put(data);
+    mcpgw_events_close(events);
+    events = NULL;
+}
+
 static int cmd_token(int argc, char **argv)
 {
+    struct mcpgw_conf *conf;
     char err[512];
-    char *path;
+    const char *path;
     int rc;
 
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
     }
-    if (!(path = token_file()))
+    if (!(conf = load_config()))
         return EXIT_FAILED;
+    path = conf->token_file;
+    mcpgw_log_open(NULL, verbose ? MCPGW_LOG_INFO : MCPGW_LOG_WARN, true,
+                   verbose ? MCPGW_LOG_INFO : MCPGW_LOG_WARN);
     if (strcmp(argv[1], "add") == 0) {
         rc = token_add(argc - 2, argv + 2, path);
     } else if (strcmp(argv[1], "list") == 0 && argc == 2) {
         rc = token_list(path);
     } else if (strcmp(argv[1], "revoke") == 0 && argc == 3) {
         rc = mcpgw_tokens_revoke(path, argv[2], err, sizeof(err));
-        if (rc < 0)
+        if (rc < 0) {
             fprintf(stderr, "mcpgw: %s\n", err);
-        else
+        } else {
             printf("token '%s' revoked\n", argv[2]);
+            publish_revoked(conf, argv[2]);
+        }
         rc = rc < 0 ? EXIT_FAILED : 0;
     } else {
         usage(stderr);
         rc = EXIT_USAGE;
     }
-    free(path);
+    mcpgw_conf_free(conf);
     return rc;
 }
 
