@@ -336,6 +336,36 @@ await t('Last-Event-ID resumes after that event with nothing lost', async () => 
   eq(new Set(ids).size, 4, 'no duplicates');
 });
 
+await t('1,000 events published while the reader is away all arrive on resume, in order', async () => {
+  const path = '/api/v1/events?types=tool_result&serverId=fake';
+  const s1 = new Stream(path, bearer(FULL));
+  await s1.until(() => s1.of('connected').length, 5000, 'connected');
+  eq((await call('fake', 'echo', { message: 'mark' })).status, 200);
+  await s1.until(() => s1.of('tool_result').length >= 1, 5000, 'the mark');
+  s1.close();
+  const mark = s1.of('tool_result').at(-1).id;
+  // The fake server takes 2 calls at a time (maxInFlight): two callers.
+  let next = 0;
+  const caller = async () => {
+    while (next < 1000) {
+      const i = next++;
+      const r = await call('fake', 'echo', { message: `away-${i}` });
+      eq(r.status, 200, r.text);
+    }
+  };
+  await Promise.all([caller(), caller()]);
+  const s2 = new Stream(path, { ...bearer(FULL), 'last-event-id': mark });
+  await s2.until(() => s2.of('tool_result').length >= 1000, 30000, '1,000 results after resume');
+  await sleep(300);
+  s2.close();
+  const ids = s2.of('tool_result').map((e) => e.id);
+  eq(ids.length, 1000, 'exactly the events published while away');
+  eq(new Set(ids).size, 1000, 'no duplicates');
+  const cmp = (a, b) => (a.length - b.length) || (a < b ? -1 : a > b ? 1 : 0);
+  assert(ids.every((id, i) => i === 0 || cmp(ids[i - 1], id) < 0), 'ids increase');
+  assert(cmp(mark, ids[0]) < 0, 'resumed after the mark');
+});
+
 await t('a client that goes away is noticed and its request finished', async () => {
   const closed = /event stream closed/;
   const before = logCount(closed);
