@@ -991,6 +991,61 @@ START_TEST(thousand_crash_cycles)
 }
 END_TEST
 
+
+/* Gone, or a zombie waiting for init: either way no longer running. */
+static bool process_ended(pid_t pid)
+{
+    char path[64], buf[256], *p;
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (!(f = fopen(path, "r")))
+        return true;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    p = strrchr(buf, ')');
+    return p && p[1] == ' ' && p[2] == 'Z';
+}
+
+/* kill -9 of a gateway process: its MCP servers end within 5 s, though
+ * nothing closes their stdin politely (PR_SET_PDEATHSIG, set by spawn). */
+START_TEST(kill_9_of_the_gateway_ends_its_servers)
+{
+    int fds[2];
+    pid_t gw, server = 0;
+    int st;
+
+    ck_assert_int_eq(pipe(fds), 0);
+    gw = fork();
+    if (gw == 0) {
+        mcpgw_hub *hub = hub_with("", "", "");
+        struct mcpgw_server_health h;
+        struct result r;
+
+        close(fds[0]);
+        call_wait(hub, "echo", "{\"message\":\"x\"}", &r);
+        mcpgw_hub_health_of(hub, "fake", &h);
+        if (write(fds[1], &h.pid, sizeof(h.pid)) != sizeof(h.pid))
+            _exit(1);
+        for (;;)
+            mcpgw_hub_run(hub, 100);
+    }
+    close(fds[1]);
+    ck_assert_int_eq(read(fds[0], &server, sizeof(server)), (ssize_t)sizeof(server));
+    close(fds[0]);
+    ck_assert_int_gt(server, 0);
+    ck_assert(!process_ended(server));
+    kill(gw, SIGKILL);
+    ck_assert_int_eq(waitpid(gw, &st, 0), gw);
+    for (int64_t end = mcpgw__mono_ms() + 5000; !process_ended(server) && mcpgw__mono_ms() < end;)
+        usleep(10000);
+    ck_assert_msg(process_ended(server), "server %d still runs 5 s after its gateway died",
+                  (int)server);
+}
+END_TEST
+
 /* Two fake servers sharing state dir dir, with a host-wide cap. */
 static mcpgw_hub *capped_hub(const char *dir, int cap)
 {
@@ -1149,6 +1204,7 @@ int main(void)
     tcase_add_test(tc, hundred_mb_line_keeps_memory_bounded);
     tcase_add_test(tc, stderr_flood_is_drained_and_capped);
     tcase_add_test(tc, thousand_crash_cycles);
+    tcase_add_test(tc, kill_9_of_the_gateway_ends_its_servers);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
