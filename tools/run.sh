@@ -3,11 +3,10 @@
 #
 # Installs what is missing (tools/setup.sh), builds build/plain if needed,
 # writes run/gateway.json for the two real MCP servers installed by npm
-# (memory and everything), and exercises them through the mcpgw CLI.
-#
-# For now the CLI is the whole product: it spawns each server itself.
-# Later issues turn this into starting the real gateway daemon (wsd, the
-# FastCGI/CGI front ends behind a web server) on loopback with this config.
+# (memory and everything), checks them through the mcpgw CLI, makes a
+# development token (run/dev-token), then runs the gateway: mcpgw-wsd in
+# the foreground on 127.0.0.1:3000 (MCPGW_LISTEN to change), serving /ws.
+# For Apache or lighttpd in front, see docs/deployment.md.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
@@ -41,6 +40,10 @@ mkdir -p run
 json_str() { local s=${1//\\/\\\\}; printf '"%s"' "${s//\"/\\\"}"; }
 cat > run/gateway.json <<JSON
 {
+  "gateway": {
+    "listen": [$(json_str "${MCPGW_LISTEN:-127.0.0.1:3000}")],
+    "stateDir": $(json_str "$root/run/state")
+  },
   "mcpServers": {
     "memory": {
       "command": $(json_str "$node"),
@@ -57,7 +60,15 @@ JSON
 say "wrote run/gateway.json"
 
 mcpgw=build/plain/cli/mcpgw
-set -x
 "$mcpgw" -c run/gateway.json servers
-"$mcpgw" -c run/gateway.json tools everything
 "$mcpgw" -c run/gateway.json call everything echo '{"message":"hello"}'
+
+# A token for trying it out, made once and kept in run/ (mode 0600).
+if [ ! -s run/dev-token ]; then
+    (umask 077; "$mcpgw" -c run/gateway.json token add "dev-$(date +%s)" --scope '*' \
+        | tail -n 1 > run/dev-token)
+fi
+say "gateway: ws://${MCPGW_LISTEN:-127.0.0.1:3000}/ws (token in run/dev-token); Ctrl-C stops it"
+say "try:     node tests/test-websocket.js ws://${MCPGW_LISTEN:-127.0.0.1:3000}/ws \$(cat run/dev-token)"
+say "watch:   tail -f run/logs/gateway.log | grep -E '(websocket|sse)'"
+exec build/plain/wsd/mcpgw-wsd -c run/gateway.json --foreground
