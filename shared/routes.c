@@ -66,7 +66,6 @@ struct mcpgw_routes {
     mcpgw_tokens *tokens;
     bool tok_exists;
     struct stat tok_st;
-    atomic_llong tok_checked;   /* monotonic ms of the last look at the file */
     atomic_uint active;
     pthread_mutex_t lock;       /* everything below */
     unsigned streams;
@@ -175,20 +174,16 @@ static bool ident_allows_server_wide(const struct ident *id, const char *server)
     return false;
 }
 
-/* Reload the token file if it changed.  At most one thread a second looks
- * (a stat), so a busy gateway does not stat per request. */
+/* Reload the token file if it changed.  Every credential check looks (one
+ * stat, a microsecond next to any request), so a revocation by `mcpgw token
+ * revoke` in another process counts from the very next request. */
 static void tokens_refresh(mcpgw_routes *rt)
 {
-    int64_t now = mono_ms();
-    long long seen = atomic_load(&rt->tok_checked);
     struct stat st;
     bool exists;
     mcpgw_tokens *t;
     char err[512];
 
-    if (now - seen < TOKEN_RECHECK_MS ||
-        !atomic_compare_exchange_strong(&rt->tok_checked, &seen, (long long)now))
-        return;
     exists = stat(rt->conf->token_file, &st) == 0;
     pthread_rwlock_rdlock(&rt->tok_lock);
     if (exists == rt->tok_exists &&
@@ -1712,7 +1707,6 @@ int mcpgw_routes_new(const struct mcpgw_routes_opts *opts, mcpgw_routes **out, c
     rc = mcpgw_tokens_load(rt->conf->token_file, &rt->tokens, err, errlen);
     if (rc < 0)
         goto fail;
-    atomic_store(&rt->tok_checked, (long long)mono_ms());
     rt->tok_exists = stat(rt->conf->token_file, &rt->tok_st) == 0;
     *out = rt;
     return 0;
