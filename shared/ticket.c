@@ -48,31 +48,6 @@ static void msg(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-static void b64url(const unsigned char *in, size_t n, char *out)
-{
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0, i = 0;
-
-    for (; i + 3 <= n; i += 3) {
-        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
-        out[o++] = tab[v >> 18 & 63];
-        out[o++] = tab[v >> 12 & 63];
-        out[o++] = tab[v >> 6 & 63];
-        out[o++] = tab[v & 63];
-    }
-    if (n - i == 1) {
-        unsigned v = (unsigned)in[i] << 16;
-        out[o++] = tab[v >> 18 & 63];
-        out[o++] = tab[v >> 12 & 63];
-    } else if (n - i == 2) {
-        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
-        out[o++] = tab[v >> 18 & 63];
-        out[o++] = tab[v >> 12 & 63];
-        out[o++] = tab[v >> 6 & 63];
-    }
-    out[o] = '\0';
-}
-
 static bool shape_ok(const char *t, size_t len)
 {
     if (len != MCPGW_TICKET_LEN || memcmp(t, TAG, TAG_LEN) != 0)
@@ -201,7 +176,7 @@ int mcpgw_ticket_issue(const struct mcpgw_conf *conf, const struct mcpgw_token_i
         goto out;
     }
     memcpy(ticket, TAG, TAG_LEN);
-    b64url(secret, sizeof(secret), ticket + TAG_LEN);
+    ticket[TAG_LEN + mcpgw__b64url_encode(secret, sizeof(secret), ticket + TAG_LEN)] = '\0';
     OPENSSL_cleanse(secret, sizeof(secret));
     if ((rc = ticket_path(conf, NULL, 0, dir, sizeof(dir))) < 0 ||
         (rc = ticket_path(conf, ticket, MCPGW_TICKET_LEN, path, sizeof(path))) < 0) {

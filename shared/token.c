@@ -244,8 +244,9 @@ static uint32_t crc32_ieee(const void *p, size_t n)
     return c ^ 0xffffffffu;
 }
 
-/* Encode n bytes without padding; out has room for (4n+2)/3 chars. */
-static size_t b64url_encode(const unsigned char *in, size_t n, char *out)
+/* Encode n bytes without padding; out has room for (4n+2)/3 chars (no NUL
+ * is written).  Shared with ticket.c through token.h. */
+size_t mcpgw__b64url_encode(const unsigned char *in, size_t n, char *out)
 {
     size_t i, o = 0;
 
@@ -1085,7 +1086,7 @@ static int token_generate(char tok[TOKEN_LEN + 1], unsigned char hash[HASH_LEN])
         goto out;
     }
     memcpy(tok, TAG, TAG_LEN);
-    b64url_encode(secret, sizeof(secret), tok + TAG_LEN);
+    mcpgw__b64url_encode(secret, sizeof(secret), tok + TAG_LEN);
     tok[BODY_LEN] = '_';
     snprintf(tok + BODY_LEN + 1, CRC_CHARS + 1, "%08" PRIx32, crc32_ieee(tok, BODY_LEN));
     rc = sha256(tok, TOKEN_LEN, hash);

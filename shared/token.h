@@ -77,4 +77,8 @@ bool mcpgw_tokens_get(const mcpgw_tokens *t, size_t i, struct mcpgw_token_info *
  * Returns a pointer into value and its length, or NULL. */
 const char *mcpgw_token_from_header(const char *value, size_t *len);
 
+/* Internal, for ticket.c: base64url without padding of n bytes into out
+ * ((4n+2)/3 chars, no NUL written); returns the length. */
+size_t mcpgw__b64url_encode(const unsigned char *in, size_t n, char *out);
+
 #endif
