@@ -626,15 +626,16 @@ int main(int argc, char **argv)
     g.config_path = strdup(conf->path);
     g.pid_path = pid_opt ? absolute(pid_opt) : NULL;
     if (!g.config_path || (pid_opt && !g.pid_path)) {
-        fprintf(stderr, "mcpgw-wsd: out of memory\n");
-        return 1;
+        snprintf(err, sizeof(err), "out of memory");
+        goto fail_early;
     }
     rc = mcpgw_log_open(conf->log_file, conf->log_level, true,
                         foreground ? conf->log_level : MCPGW_LOG_ERROR);
     if (rc < 0) {
-        fprintf(stderr, "mcpgw-wsd: cannot open log file '%s': %s\n", conf->log_file,
-                mcpgw_strerror(rc));
-        return 1;
+        snprintf(err, sizeof(err), "cannot open log file '%s': %s", conf->log_file,
+                 mcpgw_strerror(rc));
+        foreground = true;      /* no log to say it in: stderr must */
+        goto fail_early;
     }
     if (conf->log_syslog) {
         openlog("mcpgw-wsd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
@@ -655,22 +656,16 @@ int main(int argc, char **argv)
         listen_fds[nlisten] = open_listener(spec, names[nlisten], sizeof(names[0]), err,
                                             sizeof(err));
         if (listen_fds[nlisten] < 0) {
-            fprintf(stderr, "mcpgw-wsd: %s\n", err);
-            mcpgw_log_error(C, "%s", err);
-            return 1;
+            foreground = true;  /* not daemonized yet: stderr is the terminal */
+            goto fail_early;
         }
         nlisten++;
     }
 
     if (!foreground)
         ready_fd = daemonize();
-    if (g.pid_path && (g.pid_fd = write_pid_file(g.pid_path, err, sizeof(err))) < 0) {
-        mcpgw_log_error(C, "%s", err);
-        if (foreground)
-            fprintf(stderr, "mcpgw-wsd: %s\n", err);
-        tell_parent(ready_fd, err);
-        return 1;
-    }
+    if (g.pid_path && (g.pid_fd = write_pid_file(g.pid_path, err, sizeof(err))) < 0)
+        goto fail_early;
 
     signal(SIGPIPE, SIG_IGN);
     sigemptyset(&sigs);
@@ -813,5 +808,8 @@ fail_early:
     mcpgw_conf_free(conf);
     if (g.pid_fd >= 0)
         unlink(g.pid_path);
+    free(g.config_path);
+    free(g.pid_path);
+    mcpgw_log_close();
     return 1;
 }
