@@ -1095,6 +1095,24 @@ out:
     return rc;
 }
 
+/* The name add and revoke act on: valid, and not a pasted token (which
+ * must never end up in the file or a message).  0 or -EINVAL. */
+static int check_name(const char *name, char *err, size_t errlen)
+{
+    char q[QUOTE_BUF];
+
+    if (!name || !name_valid(name, strlen(name))) {
+        msg(err, errlen, "invalid name '%s': " NAME_RULE, name ? quote(q, name, strlen(name)) : "",
+            MCPGW_TOKEN_NAME_MAX);
+        return -EINVAL;
+    }
+    if (contains_token(name, strlen(name))) {
+        msg(err, errlen, "invalid name: that is a token, not a name");
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int mcpgw_tokens_add(const char *path, const char *name, const char *const *scopes,
                      size_t nscopes, time_t expires, char *out, size_t outlen,
                      char *err, size_t errlen)
@@ -1115,15 +1133,8 @@ int mcpgw_tokens_add(const char *path, const char *name, const char *const *scop
         msg(err, errlen, "no token file given");
         return -EINVAL;
     }
-    if (!name || !name_valid(name, strlen(name))) {
-        msg(err, errlen, "invalid name '%s': " NAME_RULE, name ? quote(q, name, strlen(name)) : "",
-            MCPGW_TOKEN_NAME_MAX);
-        return -EINVAL;
-    }
-    if (contains_token(name, strlen(name))) {
-        msg(err, errlen, "invalid name: that is a token, not a name");
-        return -EINVAL;
-    }
+    if ((rc = check_name(name, err, errlen)) < 0)
+        return rc;
     if (!scopes || nscopes < 1) {
         msg(err, errlen, "a token needs at least one scope");
         return -EINVAL;
@@ -1240,15 +1251,8 @@ int mcpgw_tokens_revoke(const char *path, const char *name, char *err, size_t er
         msg(err, errlen, "no token file given");
         return -EINVAL;
     }
-    if (!name || !name_valid(name, strlen(name))) {
-        msg(err, errlen, "invalid name '%s': " NAME_RULE, name ? quote(q, name, strlen(name)) : "",
-            MCPGW_TOKEN_NAME_MAX);
-        return -EINVAL;
-    }
-    if (contains_token(name, strlen(name))) {
-        msg(err, errlen, "invalid name: that is a token, not a name");
-        return -EINVAL;
-    }
+    if ((rc = check_name(name, err, errlen)) < 0)
+        return rc;
     lockfd = lock_store(path, err, errlen);
     if (lockfd < 0)
         return lockfd;
