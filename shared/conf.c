@@ -25,6 +25,7 @@
 #include "err.h"
 #include "limits.h"
 #include "log.h"
+#include "origin.h"
 
 /* The build passes both; a hand compile of this file alone still works. */
 #ifndef SYSCONFDIR
@@ -765,9 +766,8 @@ static int check_origin(struct ctx *c, const char *s, char **copy)
 {
     char show[SHOWBUF];
     const char *sep, *host, *hend, *rest;
-    size_t slen, hlen, plen = 0;
+    size_t plen = 0;
     const char *port = NULL;
-    char *o;
 
     quote(show, sizeof(show), s, strlen(s));
     if (strcmp(s, "*") == 0 || strchr(s, '*'))
@@ -778,7 +778,6 @@ static int check_origin(struct ctx *c, const char *s, char **copy)
     for (const char *p = s; p < sep; p++)
         if (!is_alnum(*p) && *p != '+' && *p != '-' && *p != '.')
             goto syntax;
-    slen = (size_t)(sep - s);
     host = sep + 3;
     if (host[0] == '[') {
         hend = strchr(host, ']');
@@ -790,7 +789,6 @@ static int check_origin(struct ctx *c, const char *s, char **copy)
         if (!valid_host(host, (size_t)(hend - host)))
             goto syntax;
     }
-    hlen = (size_t)(hend - host);
     rest = hend;
     if (*rest == ':') {
         port = rest + 1;
@@ -803,25 +801,10 @@ static int check_origin(struct ctx *c, const char *s, char **copy)
         return fail(c, "an origin has no path, query or trailing '/', got %s", show);
     if (*rest)
         goto syntax;
-    if (port && ((slen == 4 && strncasecmp(s, "http", 4) == 0 && plen == 2 &&
-                  memcmp(port, "80", 2) == 0) ||
-                 (slen == 5 && strncasecmp(s, "https", 5) == 0 && plen == 3 &&
-                  memcmp(port, "443", 3) == 0)))
-        port = NULL;
-    /* The normal form is never longer than the original. */
-    o = *copy;
-    for (size_t i = 0; i < slen; i++)
-        *o++ = lower(s[i]);
-    memcpy(o, "://", 3);
-    o += 3;
-    for (size_t i = 0; i < hlen; i++)
-        *o++ = lower(host[i]);
-    if (port) {
-        *o++ = ':';
-        memcpy(o, port, plen);
-        o += plen;
-    }
-    *o = '\0';
+    /* Checked above with precise messages; the normal form is origin.c's,
+     * the one request-time checks compare against, never longer than s. */
+    if (mcpgw_origin_normalize(s, *copy, strlen(s) + 1) < 0)
+        goto syntax;
     return 0;
 syntax:
     return fail(c, "expected an origin \"scheme://host[:port]\", got %s", show);

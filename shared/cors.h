@@ -24,16 +24,7 @@
 
 #include "conf.h"
 #include "http.h"
-
-/* Room for a normalised origin: scheme, "://", a host name or bracketed
- * IPv6 address, ":" and a port. */
-#define MCPGW_ORIGIN_MAX 300
-
-/* Normalise an Origin header value the way browsers serialise one: scheme
- * and host lower case, default port (:80 http, :443 https) dropped.  0, or
- * MCPGW_EPARSE for anything that is not scheme://host[:port] (including
- * "null" and anything with a path). */
-int mcpgw_origin_normalize(const char *origin, char *out, size_t outlen);
+#include "origin.h"
 
 /* Whether origin is a loopback origin (host localhost, 127.x.y.z, [::1]). */
 bool mcpgw_origin_is_loopback(const char *origin);
