@@ -428,19 +428,27 @@ above:
 }
 
 /* Optional integer member key of obj into *out (unchanged when absent). */
-static int field_int(struct ctx *c, json_object *obj, const char *key,
-                     long long min, long long max, int *out)
+static int field_ll(struct ctx *c, json_object *obj, const char *key,
+                    long long min, long long max, long long *out)
 {
     json_object *v;
-    long long x;
     size_t mark;
     int rc;
 
     if (!json_object_object_get_ex(obj, key, &v))
         return 0;
     mark = path_push(c, key);
-    rc = get_int(c, v, min, max, &x);
+    rc = get_int(c, v, min, max, out);
     path_pop(c, mark);
+    return rc;
+}
+
+/* The same for an int (min and max within int's range). */static int field_int(struct ctx *c, json_object *obj, const char *key,
+                     long long min, long long max, int *out)
+{
+    long long x = *out;
+    int rc = field_ll(c, obj, key, min, max, &x);
+
     if (rc == 0)
         *out = (int)x;
     return rc;
@@ -836,7 +844,10 @@ static bool valid_env_name(const char *s)
 
 static const char *const server_keys[] = {
     "command", "args", "env", "cwd", "type", "callTimeoutMs", "startTimeoutMs",
-    "maxInFlight", "restart", "tools", "enabled", NULL
+    "maxInFlight", "restart", "tools", "enabled", "user", "resourceLimits", NULL
+};
+static const char *const rlimit_keys[] = {
+    "openFiles", "memoryBytes", "processes", "cpuSeconds", NULL
 };
 static const char *const restart_keys[] = {
     "policy", "initialDelayMs", "maxDelayMs", "resetAfterMs", NULL
@@ -922,6 +933,44 @@ static int parse_restart(struct ctx *c, json_object *v, struct mcpgw_conf_server
         return fail(c, "initialDelayMs (%d) is greater than maxDelayMs (%d)",
                     s->restart_initial_ms, s->restart_max_ms);
     return 0;
+}
+
+static int parse_rlimits(struct ctx *c, json_object *v, struct mcpgw_conf_server *s)
+{
+    int rc;
+
+    rc = want_object(c, v);
+    if (rc == 0)
+        rc = check_keys(c, v, rlimit_keys);
+    if (rc == 0)
+        rc = field_ll(c, v, "openFiles", MCPGW_RLIMIT_FILES_MIN, MCPGW_RLIMIT_FILES_MAX,
+                      &s->max_open_files);
+    if (rc == 0)
+        rc = field_ll(c, v, "memoryBytes", MCPGW_RLIMIT_MEMORY_MIN, MCPGW_RLIMIT_MEMORY_MAX,
+                      &s->max_memory_bytes);
+    if (rc == 0)
+        rc = field_ll(c, v, "processes", MCPGW_RLIMIT_PROCS_MIN, MCPGW_RLIMIT_PROCS_MAX,
+                      &s->max_processes);
+    if (rc == 0)
+        rc = field_ll(c, v, "cpuSeconds", MCPGW_RLIMIT_CPU_MIN, MCPGW_RLIMIT_CPU_MAX,
+                      &s->max_cpu_seconds);
+    return rc;
+}
+
+/* A POSIX portable user name (the shadow-utils rule): [a-z_][a-z0-9_-]*
+ * with an optional final '$'.  Whether it exists is checked at spawn: the
+ * config may be checked on another host. */
+static bool valid_user_name(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > MCPGW_USER_NAME_MAX || !((s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
+        return false;
+    for (size_t i = 1; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
+              s[i] == '-' || (s[i] == '$' && i == n - 1)))
+            return false;
+    return true;
 }
 
 static int parse_server(struct ctx *c, const char *id, json_object *v,
@@ -1012,6 +1061,26 @@ static int parse_server(struct ctx *c, const char *id, json_object *v,
     if (json_object_object_get_ex(v, "restart", &f)) {
         mark = path_push(c, "restart");
         rc = parse_restart(c, f, s);
+        if (rc < 0)
+            return rc;
+        path_pop(c, mark);
+    }
+    if (json_object_object_get_ex(v, "user", &f)) {
+        mark = path_push(c, "user");
+        rc = get_str(c, f, true, &str);
+        if (rc < 0)
+            return rc;
+        if (!valid_user_name(str))
+            return fail(c, "expected a user name (a-z 0-9 _ -, up to %d), got %s",
+                        MCPGW_USER_NAME_MAX, describe(f, show, sizeof(show)));
+        path_pop(c, mark);
+        s->user = strdup(str);
+        if (!s->user)
+            return oom(c);
+    }
+    if (json_object_object_get_ex(v, "resourceLimits", &f)) {
+        mark = path_push(c, "resourceLimits");
+        rc = parse_rlimits(c, f, s);
         if (rc < 0)
             return rc;
         path_pop(c, mark);
@@ -1855,6 +1924,7 @@ static void server_release(struct mcpgw_conf_server *s)
     }
     free(s->env);
     free(s->cwd);
+    free(s->user);
     strv_free(s->tools);
 }
 

@@ -50,6 +50,12 @@ struct mcpgw_conf_server {
     int restart_initial_ms;     /* restart.initialDelayMs */
     int restart_max_ms;         /* restart.maxDelayMs */
     int restart_reset_ms;       /* restart.resetAfterMs */
+    char *user;                 /* user: account to run as (gateway must be root), or NULL */
+    /* resourceLimits: what the child may use, 0 = inherit the gateway's. */
+    long long max_open_files;   /* resourceLimits.openFiles   -> RLIMIT_NOFILE */
+    long long max_memory_bytes; /* resourceLimits.memoryBytes -> RLIMIT_DATA */
+    long long max_processes;    /* resourceLimits.processes   -> RLIMIT_NPROC */
+    long long max_cpu_seconds;  /* resourceLimits.cpuSeconds  -> RLIMIT_CPU */
     char **tools;               /* allow-list "tools", NULL-terminated; NULL = all */
     size_t ntools;
     bool enabled;               /* enabled (default true) */

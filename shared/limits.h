@@ -67,6 +67,20 @@
 #define MCPGW_TOOL_NAME_MAX           128
 #define MCPGW_ARGS_MAX                256
 #define MCPGW_ENV_MAX                 128
+/* mcpServers.<id>.user: a POSIX account name; the supplementary groups a
+ * child gets (more are refused rather than silently dropped). */
+#define MCPGW_USER_NAME_MAX           32
+#define MCPGW_SPAWN_GROUPS_MAX        64
+/* mcpServers.<id>.resourceLimits.  Floors keep a typo from starving a
+ * server outright (node alone needs ~40 MB of data and ~20 fds). */
+#define MCPGW_RLIMIT_FILES_MIN        32
+#define MCPGW_RLIMIT_FILES_MAX        1048576
+#define MCPGW_RLIMIT_MEMORY_MIN       (64LL << 20)
+#define MCPGW_RLIMIT_MEMORY_MAX       (1LL << 46)
+#define MCPGW_RLIMIT_PROCS_MIN        1
+#define MCPGW_RLIMIT_PROCS_MAX        4194304
+#define MCPGW_RLIMIT_CPU_MIN          1
+#define MCPGW_RLIMIT_CPU_MAX          31536000
 #define MCPGW_CONFIG_BYTES_MAX        (1u * 1024 * 1024)
 #define MCPGW_ORIGINS_MAX             64
 

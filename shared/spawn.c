@@ -12,7 +12,9 @@
  *    ones some library opened without O_CLOEXEC (libfcgi's accepted
  *    sockets); glibc's posix_spawn_file_actions_addclosefrom_np only came
  *    in 2.34 and still gives no pdeathsig or rlimit;
- *  - chdir with its failure told apart from exec's failure.
+ *  - chdir with its failure told apart from exec's failure;
+ *  - the configured resource limits, the configured user's ids and
+ *    PR_SET_NO_NEW_PRIVS, all for the child alone.
  * So the parent does everything that may allocate or take a lock (argv,
  * envp, PATH lookup) before fork, and the child only makes raw,
  * async-signal-safe calls until execve.  Any failure there travels back
@@ -32,8 +34,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/limits.h>    /* PATH_MAX; <limits.h> would find shared/limits.h under -Ishared */
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -62,6 +66,8 @@ enum child_step {
     STEP_SIGNALS,
     STEP_PDEATHSIG,
     STEP_RLIMIT,
+    STEP_IDS,
+    STEP_NO_NEW_PRIVS,
     STEP_DUP2,
     STEP_CHDIR,
     STEP_CLOSE_FDS,
@@ -74,7 +80,9 @@ static const char *step_name(int step)
     case STEP_SETPGID: return "setpgid";
     case STEP_SIGNALS: return "reset signals";
     case STEP_PDEATHSIG: return "prctl(PR_SET_PDEATHSIG)";
-    case STEP_RLIMIT: return "setrlimit(RLIMIT_CORE)";
+    case STEP_RLIMIT: return "setrlimit";
+    case STEP_IDS: return "setgroups/setgid/setuid";
+    case STEP_NO_NEW_PRIVS: return "prctl(PR_SET_NO_NEW_PRIVS)";
     case STEP_DUP2: return "dup2";
     case STEP_CHDIR: return "chdir";
     case STEP_CLOSE_FDS: return "close_range";
@@ -98,6 +106,17 @@ struct plan {
     const char *child_path;     /* PATH of the child's environment (borrowed) */
     pid_t parent;
     int max_fd;                 /* close loop bound when close_range is missing */
+    /* The configured user's ids (set_ids), resolved before fork because
+     * getpwnam and getgrouplist read files and allocate. */
+    bool set_ids;
+    uid_t uid;
+    gid_t gid;
+    gid_t groups[MCPGW_SPAWN_GROUPS_MAX];
+    int ngroups;
+    char home[PATH_MAX];        /* the user's home, for HOME */
+    /* RLIMIT_CORE 0 first, then the configured ones. */
+    struct { int res; rlim_t v; } lim[5];
+    int nlim;
 };
 
 static void plan_release(struct plan *p)
@@ -164,6 +183,8 @@ static int build_env(const struct mcpgw_conf_server *s, struct plan *p,
 
         if (!v && strcmp(inherited_env[i], "PATH") == 0)
             v = DEFAULT_PATH;
+        if (p->set_ids && strcmp(inherited_env[i], "HOME") == 0)
+            v = p->home;
         if (!v)
             continue;
         names[n] = inherited_env[i];
@@ -202,6 +223,67 @@ static int build_env(const struct mcpgw_conf_server *s, struct plan *p,
 nomem:
     set_err(err, errlen, s, "cannot spawn", strerror(ENOMEM));
     return -ENOMEM;
+}
+
+/* The ids of s->user, when it names someone other than us.  Only root can
+ * switch; for anyone else asking is a configuration error worth a clear
+ * message, not a child that silently runs as the gateway's user. */
+static int plan_ids(const struct mcpgw_conf_server *s, struct plan *p, char *err, size_t errlen)
+{
+    struct passwd pw, *res = NULL;
+    char buf[16384], what[64 + MCPGW_USER_NAME_MAX];
+    int n = MCPGW_SPAWN_GROUPS_MAX, rc;
+
+    if (!s->user)
+        return 0;
+    snprintf(what, sizeof(what), "cannot run as user '%s'", s->user);
+    rc = getpwnam_r(s->user, &pw, buf, sizeof(buf), &res);
+    if (rc != 0 || !res) {
+        set_err(err, errlen, s, what, rc ? strerror(rc) : "no such user");
+        return rc ? -rc : -ENOENT;
+    }
+    if (pw.pw_uid == geteuid() && pw.pw_gid == getegid())
+        return 0;
+    if (geteuid() != 0) {
+        set_err(err, errlen, s, what, "the gateway is not running as root");
+        return -EPERM;
+    }
+    if (pw.pw_uid == 0) {
+        set_err(err, errlen, s, what, "refusing to switch to uid 0 by name");
+        return -EPERM;
+    }
+    if (getgrouplist(pw.pw_name, pw.pw_gid, p->groups, &n) < 0) {
+        set_err(err, errlen, s, what, "the user has too many supplementary groups");
+        return -E2BIG;
+    }
+    if (strlen(pw.pw_dir) >= sizeof(p->home)) {
+        set_err(err, errlen, s, what, "home directory path too long");
+        return -ENAMETOOLONG;
+    }
+    p->ngroups = n;
+    p->uid = pw.pw_uid;
+    p->gid = pw.pw_gid;
+    memcpy(p->home, pw.pw_dir, strlen(pw.pw_dir) + 1);
+    p->set_ids = true;
+    return 0;
+}
+
+static void plan_limits(const struct mcpgw_conf_server *s, struct plan *p)
+{
+    const struct { int res; long long v; } want[] = {
+        { RLIMIT_CORE, 0 },     /* always: no core dump holding secrets */
+        { RLIMIT_NOFILE, s->max_open_files },
+        { RLIMIT_DATA, s->max_memory_bytes },
+        { RLIMIT_NPROC, s->max_processes },
+        { RLIMIT_CPU, s->max_cpu_seconds },
+    };
+
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        if (i > 0 && want[i].v <= 0)
+            continue;
+        p->lim[p->nlim].res = want[i].res;
+        p->lim[p->nlim++].v = (rlim_t)want[i].v;
+    }
 }
 
 static int build_argv(const struct mcpgw_conf_server *s, struct plan *p,
@@ -397,7 +479,6 @@ child_run(const struct plan *p, const char *cwd, int in_r, int out_w, int err_w,
 {
     struct child_report rep = { 0, 0 };
     struct sigaction sa;
-    struct rlimit rl = { 0, 0 };
     sigset_t empty;
     ssize_t wr;
     int sig;
@@ -427,6 +508,23 @@ child_run(const struct plan *p, const char *cwd, int in_r, int out_w, int err_w,
         goto fail;
     }
 
+    for (int i = 0; i < p->nlim; i++) {
+        struct rlimit rl = { p->lim[i].v, p->lim[i].v };
+
+        if (setrlimit(p->lim[i].res, &rl) < 0) {
+            rep.step = STEP_RLIMIT;
+            goto fail;
+        }
+    }
+
+    /* Groups first: after setuid we could no longer change them. */
+    if (p->set_ids && (setgroups((size_t)p->ngroups, p->groups) < 0 || setgid(p->gid) < 0 ||
+                       setuid(p->uid) < 0)) {
+        rep.step = STEP_IDS;
+        goto fail;
+    }
+
+    /* After the id change, which clears the parent-death signal. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) {
         rep.step = STEP_PDEATHSIG;
         goto fail;
@@ -436,8 +534,10 @@ child_run(const struct plan *p, const char *cwd, int in_r, int out_w, int err_w,
     if (getppid() != p->parent)
         _exit(127);
 
-    if (setrlimit(RLIMIT_CORE, &rl) < 0) {
-        rep.step = STEP_RLIMIT;
+    /* No set-user-id program (sudo, su, ping) can raise what a compromised
+     * server, or the web client steering it, may do. */
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+        rep.step = STEP_NO_NEW_PRIVS;
         goto fail;
     }
 
@@ -558,6 +658,10 @@ int mcpgw__spawn(const struct mcpgw_conf_server *s, struct mcpgw__child *c,
         return -EINVAL;
     }
 
+    rc = plan_ids(s, &p, err, errlen);
+    if (rc < 0)
+        goto fail;
+    plan_limits(s, &p);
     rc = build_argv(s, &p, err, errlen);
     if (rc < 0)
         goto fail;

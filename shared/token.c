@@ -29,6 +29,7 @@
 #include "err.h"
 #include "limits.h"
 #include "log.h"
+#include "statefile.h"
 #include "token.h"
 
 /* mcpgw_ + 43 base64url chars (32 bytes, no padding) + _ + 8 hex of CRC32 */
@@ -53,7 +54,6 @@
 #define SECRET_RUN 40
 
 /* Read the file in pieces of this size (the ceiling is the file limit). */
-#define READ_CHUNK 65536
 
 struct entry {
     char *name;
@@ -176,16 +176,6 @@ static void msg(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-}
-
-/* "<path>: <what>: <strerror>" for a failed system call; returns -errnum. */
-static int sys_msg(char *err, size_t errlen, const char *path, const char *what, int errnum)
-{
-    char buf[256];
-    const char *text = strerror_r(errnum, buf, sizeof(buf));
-
-    msg(err, errlen, "%s: %s: %s", path, what, text);
-    return -errnum;
 }
 
 static bool secret_like(const char *s, size_t n)
@@ -760,40 +750,6 @@ out:
     return rc;
 }
 
-/* Read the whole file, refusing anything over the limit even if it grew
- * after fstat. */
-static int read_all(int fd, struct mcpgw_buf *b)
-{
-    for (;;) {
-        size_t room = MCPGW_TOKEN_FILE_BYTES_MAX - b->len, chunk;
-        ssize_t r;
-        int rc;
-
-        if (room == 0) {
-            char probe;
-            r = read(fd, &probe, 1);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r < 0)
-                return -errno;
-            return r == 0 ? 0 : MCPGW_ETOOBIG;
-        }
-        chunk = room < READ_CHUNK ? room : READ_CHUNK;
-        rc = mcpgw_buf_reserve(b, chunk);
-        if (rc < 0)
-            return rc;
-        r = read(fd, b->ptr + b->len, chunk);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return -errno;
-        if (r == 0)
-            return 0;
-        b->len += (size_t)r;
-        b->ptr[b->len] = '\0';
-    }
-}
-
 /* Load path into a new store.  st (optional) gets the file's stat and
  * *exists whether there was a file at all. */
 static int load(const char *path, mcpgw_tokens **out, struct stat *st, bool *exists,
@@ -803,7 +759,7 @@ static int load(const char *path, mcpgw_tokens **out, struct stat *st, bool *exi
     struct mcpgw_buf b;
     struct stat sb;
     mcpgw_tokens *t;
-    int fd = -1, rc;
+    int rc;
 
     *out = NULL;
     if (exists)
@@ -818,71 +774,32 @@ static int load(const char *path, mcpgw_tokens **out, struct stat *st, bool *exi
         msg(err, errlen, "%s: out of memory", path);
         return -ENOMEM;
     }
-    /* O_NONBLOCK: a FIFO planted at the path must not hang us before the
-     * S_ISREG check. */
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd == -1) {
-        if (errno == ENOENT) {
-            /* a fresh install has no file yet: no tokens, not an error */
-            rc = 0;
-            goto done;
-        }
-        rc = sys_msg(err, errlen, path, "cannot open", errno);
-        goto fail;
+    rc = mcpgw_statefile_read(path, MCPGW_TOKEN_FILE_BYTES_MAX, &b, &sb, err, errlen);
+    if (rc == -ENOENT) {
+        /* a fresh install has no file yet: no tokens, not an error */
+        rc = 0;
+        goto done;
     }
-    if (fstat(fd, &sb) == -1) {
-        rc = sys_msg(err, errlen, path, "cannot stat", errno);
+    if (rc < 0)
         goto fail;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        rc = bad(&c, "not a regular file");
-        goto fail;
-    }
-    /* fstat on the fd we read, so the file checked is the file parsed */
-    if (sb.st_mode & (S_IWGRP | S_IWOTH)) {
-        rc = bad(&c, "refusing a group- or world-writable file (mode %04o); run chmod 600",
-                 (unsigned)(sb.st_mode & 07777));
-        goto fail;
-    }
     if (exists)
         *exists = true;
     if (st)
         *st = sb;
-    if ((uintmax_t)sb.st_size > MCPGW_TOKEN_FILE_BYTES_MAX) {
-        rc = bad(&c, "larger than %u bytes", MCPGW_TOKEN_FILE_BYTES_MAX);
-        goto fail;
-    }
-    rc = read_all(fd, &b);
-    if (rc == MCPGW_ETOOBIG) {
-        rc = bad(&c, "larger than %u bytes", MCPGW_TOKEN_FILE_BYTES_MAX);
-        goto fail;
-    }
-    if (rc < 0) {
-        rc = sys_msg(err, errlen, path, "cannot read", -rc);
-        goto fail;
-    }
     /* Zero bytes (e.g. `install -m 600 /dev/null tokens.json`) is an
      * empty store; anything else must be the full object. */
     if (b.len == 0)
         goto done;
-    if (memchr(b.ptr, '\0', b.len)) {
-        rc = bad(&c, "contains a NUL byte");
-        goto fail;
-    }
     rc = parse_store(&c, b.ptr, b.len, t);
     if (rc == -ENOMEM)
         msg(err, errlen, "%s: out of memory", path);
     if (rc < 0)
         goto fail;
 done:
-    if (fd != -1)
-        close(fd);
     mcpgw_buf_release(&b);
     *out = t;
     return 0;
 fail:
-    if (fd != -1)
-        close(fd);
     mcpgw_buf_release(&b);
     mcpgw_tokens_free(t);
     return rc;
@@ -935,128 +852,23 @@ static int serialize(const mcpgw_tokens *t, struct mcpgw_buf *b)
     return mcpgw_buf_add(b, t->n ? "\n]}\n" : "]}\n", t->n ? 4 : 3);
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Replace path with t: temp file, fsync, rename, fsync the directory, so a
- * reader sees the old file or the new one and a crash leaves one of them. */
+/* Replace path with t (statefile.h: temp file, fsync, rename). */
 static int store_write(const char *path, const mcpgw_tokens *t, const struct stat *old,
                        char *err, size_t errlen)
 {
-    char tmp[PATH_MAX], dir[PATH_MAX], ebuf[128];
     struct mcpgw_buf b;
-    const char *slash;
-    int fd = -1, dfd, rc, n;
+    int rc;
 
     mcpgw_buf_init(&b, MCPGW_TOKEN_FILE_BYTES_MAX);
     rc = serialize(t, &b);
-    if (rc == MCPGW_ETOOBIG) {
+    if (rc == MCPGW_ETOOBIG)
         msg(err, errlen, "%s: would grow past %u bytes", path, MCPGW_TOKEN_FILE_BYTES_MAX);
-        goto out;
-    }
-    if (rc < 0) {
+    else if (rc < 0)
         msg(err, errlen, "%s: out of memory", path);
-        goto out;
-    }
-    n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
-    if (n < 0 || (size_t)n >= sizeof(tmp)) {
-        rc = sys_msg(err, errlen, path, "cannot write", ENAMETOOLONG);
-        goto out;
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd == -1) {
-        rc = sys_msg(err, errlen, tmp, "cannot create", errno);
-        goto out;
-    }
-    /* A stale temp file from an earlier process with our pid keeps its
-     * mode across O_TRUNC, and umask may have taken bits away. */
-    if (fchmod(fd, 0600) == -1) {
-        rc = sys_msg(err, errlen, tmp, "cannot chmod", errno);
-        goto fail;
-    }
-    /* `sudo mcpgw token add` must not hand the gateway's file to root;
-     * keep the previous owner when we are allowed to. */
-    if (old && (old->st_uid != geteuid() || old->st_gid != getegid()) &&
-        fchown(fd, old->st_uid, old->st_gid) == -1)
-        mcpgw_log_warn("token", "%s: cannot keep owner %ld:%ld: %s", path, (long)old->st_uid,
-                       (long)old->st_gid, strerror_r(errno, ebuf, sizeof(ebuf)));
-    if ((rc = write_all(fd, b.ptr, b.len)) < 0) {
-        rc = sys_msg(err, errlen, tmp, "cannot write", -rc);
-        goto fail;
-    }
-    if (fsync(fd) == -1) {
-        rc = sys_msg(err, errlen, tmp, "cannot fsync", errno);
-        goto fail;
-    }
-    rc = close(fd);
-    fd = -1;
-    if (rc == -1) {
-        rc = sys_msg(err, errlen, tmp, "cannot write", errno);
-        goto fail;
-    }
-    if (rename(tmp, path) == -1) {
-        rc = sys_msg(err, errlen, path, "cannot replace", errno);
-        goto fail;
-    }
-    rc = 0;
-    slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(dir, sizeof(dir), ".");
-    else if (slash == path)
-        snprintf(dir, sizeof(dir), "/");
     else
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    /* The rename is done; a failure here only weakens durability, and
-     * reporting the add as failed would hide a token that is in the file. */
-    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd == -1 || fsync(dfd) == -1)
-        mcpgw_log_warn("token", "%s: cannot fsync directory: %s", path,
-                       strerror_r(errno, ebuf, sizeof(ebuf)));
-    if (dfd != -1)
-        close(dfd);
-    goto out;
-fail:
-    if (fd != -1)
-        close(fd);
-    unlink(tmp);
-out:
+        rc = mcpgw_statefile_replace(path, b.ptr, b.len, old, "token", err, errlen);
     mcpgw_buf_release(&b);
     return rc;
-}
-
-/* Take the lock that serialises every read-modify-write of path.  The lock
- * file is never removed: unlinking it would let two writers lock two
- * different inodes.  Returns the fd (close to unlock) or -errno. */
-static int lock_store(const char *path, char *err, size_t errlen)
-{
-    char lock[PATH_MAX];
-    int fd, n;
-
-    n = snprintf(lock, sizeof(lock), "%s.lock", path);
-    if (n < 0 || (size_t)n >= sizeof(lock))
-        return sys_msg(err, errlen, path, "cannot lock", ENAMETOOLONG);
-    fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
-    if (fd == -1)
-        return sys_msg(err, errlen, lock, "cannot open", errno);
-    while (flock(fd, LOCK_EX) == -1) {
-        int e = errno;
-        if (e == EINTR)
-            continue;
-        close(fd);
-        return sys_msg(err, errlen, lock, "cannot lock", e);
-    }
-    return fd;
 }
 
 static int dup_scopes(struct entry *e, const char *const *scopes, size_t n)
@@ -1159,7 +971,7 @@ int mcpgw_tokens_add(const char *path, const char *name, const char *const *scop
         return -EINVAL;
     }
 
-    lockfd = lock_store(path, err, errlen);
+    lockfd = mcpgw_statefile_lock(path, err, errlen);
     if (lockfd < 0)
         return lockfd;
     /* Re-read under the lock: what another writer just added is kept. */
@@ -1253,7 +1065,7 @@ int mcpgw_tokens_revoke(const char *path, const char *name, char *err, size_t er
     }
     if ((rc = check_name(name, err, errlen)) < 0)
         return rc;
-    lockfd = lock_store(path, err, errlen);
+    lockfd = mcpgw_statefile_lock(path, err, errlen);
     if (lockfd < 0)
         return lockfd;
     rc = load(path, &t, &st, &exists, err, errlen);

@@ -75,6 +75,9 @@ static const char full_config[] =
     "      \"restart\": {\"policy\": \"always\", \"initialDelayMs\": 500,\n"
     "                  \"maxDelayMs\": 60000, \"resetAfterMs\": 120000},\n"
     "      \"tools\": [\"read_graph\", \"search_nodes\"],\n"
+    "      \"user\": \"mcp-memory\",\n"
+    "      \"resourceLimits\": {\"openFiles\": 256, \"memoryBytes\": 1073741824,\n"
+    "                         \"processes\": 64, \"cpuSeconds\": 3600},\n"
     "      \"enabled\": false\n"
     "    },\n"
     "    \"everything\": {\n"
@@ -141,6 +144,11 @@ START_TEST(test_full_config_round_trip)
     ck_assert_str_eq(m->tools[1], "search_nodes");
     ck_assert_ptr_null(m->tools[2]);
     ck_assert(!m->enabled);
+    ck_assert_str_eq(m->user, "mcp-memory");
+    ck_assert_int_eq(m->max_open_files, 256);
+    ck_assert_int_eq(m->max_memory_bytes, 1073741824LL);
+    ck_assert_int_eq(m->max_processes, 64);
+    ck_assert_int_eq(m->max_cpu_seconds, 3600);
 
     e = &conf->servers[1];
     ck_assert_str_eq(e->id, "everything");
@@ -149,6 +157,9 @@ START_TEST(test_full_config_round_trip)
     ck_assert_str_eq(e->args[2], "stdio");
     ck_assert_int_eq(e->restart_policy, MCPGW_RESTART_NEVER);
     ck_assert_ptr_null(e->tools);
+    ck_assert_ptr_null(e->user);
+    ck_assert_int_eq(e->max_open_files, 0);
+    ck_assert_int_eq(e->max_memory_bytes, 0);
     ck_assert(e->enabled);
 
     ck_assert_ptr_eq(mcpgw_conf_server(conf, "memory"), m);
@@ -746,6 +757,25 @@ static const struct bad bad[] = {
       "t.json: mcpServers.x.callTimeoutMs: 3600001 is above the hard cap of 3600000" },
     { S("\"startTimeoutMs\": 50"), 0, NULL,
       "t.json: mcpServers.x.startTimeoutMs: expected an integer from 100 to 600000, got 50" },
+    { S("\"user\": \"\""), 0, NULL, "t.json: mcpServers.x.user: expected a non-empty string" },
+    { S("\"user\": \"Root\""), 0, NULL,
+      "t.json: mcpServers.x.user: expected a user name (a-z 0-9 _ -, up to 32), got \"Root\"" },
+    { S("\"user\": \"a/../b\""), 0, NULL,
+      "t.json: mcpServers.x.user: expected a user name (a-z 0-9 _ -, up to 32), got \"a/../b\"" },
+    { S("\"user\": 0"), 0, NULL, "t.json: mcpServers.x.user: expected a string, got 0" },
+    { S("\"resourceLimits\": 5"), 0, NULL,
+      "t.json: mcpServers.x.resourceLimits: expected an object, got 5" },
+    { S("\"resourceLimits\": {\"nofile\": 5}"), 0, NULL,
+      "t.json: mcpServers.x.resourceLimits.nofile: unknown key" },
+    { S("\"resourceLimits\": {\"openFiles\": 8}"), 0, NULL,
+      "t.json: mcpServers.x.resourceLimits.openFiles: expected an integer from 32 to 1048576, got 8" },
+    { S("\"resourceLimits\": {\"memoryBytes\": 1000}"), 0, NULL,
+      "t.json: mcpServers.x.resourceLimits.memoryBytes: expected an integer from 67108864 to "
+      "70368744177664, got 1000" },
+    { S("\"resourceLimits\": {\"processes\": 0}"), 0, NULL,
+      "t.json: mcpServers.x.resourceLimits.processes: expected an integer from 1 to 4194304, got 0" },
+    { S("\"resourceLimits\": {\"cpuSeconds\": 1e12}"), 0, NULL,
+      "t.json: mcpServers.x.resourceLimits.cpuSeconds: 1e12 is above the hard cap of 31536000" },
     { S("\"maxInFlight\": 0"), 0, NULL,
       "t.json: mcpServers.x.maxInFlight: expected an integer from 1 to 4096, got 0" },
     { S("\"maxInFlight\": 5000"), 0, NULL,

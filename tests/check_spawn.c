@@ -14,6 +14,7 @@
 #include <linux/limits.h>    /* PATH_MAX; <limits.h> would find shared/limits.h under -Ishared */
 #include <poll.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -812,6 +813,122 @@ START_TEST(signals_default_own_group_no_core)
 }
 END_TEST
 
+/* "Max open files  64  64  files" -> soft and hard, as text. */
+static void limit_of(pid_t pid, const char *name, char *soft, char *hard)
+{
+    char p[64], buf[4096], *line;
+
+    snprintf(p, sizeof(p), "/proc/%d/limits", (int)pid);
+    ck_assert_int_gt(read_small(p, buf, sizeof(buf)), 0);
+    line = strstr(buf, name);
+    ck_assert_msg(line != NULL, "no '%s' in %s", name, p);
+    ck_assert_int_eq(sscanf(line + strlen(name), " %63s %63s", soft, hard), 2);
+}
+
+START_TEST(no_new_privs_and_configured_resource_limits)
+{
+    static const char *const args[] = { "30", NULL };
+    static const struct {
+        const char *name, *value;
+    } want[] = {
+        { "Max open files", "64" },
+        { "Max data size", "268435456" },
+        { "Max processes", "4096" },
+        { "Max cpu time", "600" },
+        { "Max core file size", "0" },
+    };
+    struct mcpgw_conf_server s;
+    struct mcpgw__child c;
+    char err[256], val[64], soft[64], hard[64];
+
+    server_init(&s, "/bin/sleep", args);
+    s.max_open_files = 64;
+    s.max_memory_bytes = 256LL << 20;
+    s.max_processes = 4096;
+    s.max_cpu_seconds = 600;
+    ck_assert_msg(mcpgw__spawn(&s, &c, err, sizeof(err)) == 0, "%s", err);
+    ck_assert(status_field(c.pid, "NoNewPrivs", val, sizeof(val)));
+    ck_assert_str_eq(val, "1");
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        limit_of(c.pid, want[i].name, soft, hard);
+        ck_assert_msg(strcmp(soft, want[i].value) == 0 && strcmp(hard, want[i].value) == 0,
+                      "%s: %s %s, want %s", want[i].name, soft, hard, want[i].value);
+    }
+    finish_child(&c);
+
+    /* Unset limits are inherited, and no_new_privs holds without any. */
+    server_init(&s, "/bin/sleep", args);
+    ck_assert_msg(mcpgw__spawn(&s, &c, err, sizeof(err)) == 0, "%s", err);
+    ck_assert(status_field(c.pid, "NoNewPrivs", val, sizeof(val)));
+    ck_assert_str_eq(val, "1");
+    {
+        struct rlimit ours;
+        char exp[64];
+
+        getrlimit(RLIMIT_NOFILE, &ours);
+        limit_of(c.pid, "Max open files", soft, hard);
+        snprintf(exp, sizeof(exp), "%llu", (unsigned long long)ours.rlim_cur);
+        ck_assert_str_eq(soft, exp);
+    }
+    finish_child(&c);
+}
+END_TEST
+
+/* As root the child runs as the configured user with that user's groups
+ * and HOME; as anyone else asking for another user is refused with a
+ * message that says why.  An unknown user is refused either way. */
+START_TEST(runs_as_configured_user)
+{
+    static const char *const args[] = { "30", NULL };
+    struct mcpgw_conf_server s;
+    struct mcpgw__child c;
+    struct passwd *nobody = getpwnam("nobody");
+    char err[256], val[128], want[128], lines[64][256], home[PATH_MAX + 8];
+    int n;
+
+    server_init(&s, "/bin/sleep", args);
+    s.user = (char *)"no-such-user-mcpgw";
+    ck_assert_int_eq(mcpgw__spawn(&s, &c, err, sizeof(err)), -ENOENT);
+    ck_assert_msg(strstr(err, "cannot run as user 'no-such-user-mcpgw'") &&
+                  strstr(err, "no such user"), "%s", err);
+    ck_assert_int_eq(c.pid, 0);
+
+    ck_assert_ptr_nonnull(nobody);
+    s.user = (char *)"nobody";
+    if (geteuid() != 0) {
+        ck_assert_int_eq(mcpgw__spawn(&s, &c, err, sizeof(err)), -EPERM);
+        ck_assert_msg(strstr(err, "not running as root"), "%s", err);
+        return;
+    }
+    ck_assert_msg(mcpgw__spawn(&s, &c, err, sizeof(err)) == 0, "%s", err);
+    snprintf(want, sizeof(want), "%u\t%u\t%u\t%u", nobody->pw_uid, nobody->pw_uid,
+             nobody->pw_uid, nobody->pw_uid);
+    ck_assert(status_field(c.pid, "Uid", val, sizeof(val)));
+    ck_assert_str_eq(val, want);
+    snprintf(want, sizeof(want), "%u\t%u\t%u\t%u", nobody->pw_gid, nobody->pw_gid,
+             nobody->pw_gid, nobody->pw_gid);
+    ck_assert(status_field(c.pid, "Gid", val, sizeof(val)));
+    ck_assert_str_eq(val, want);
+    /* root's supplementary groups are gone: only nobody's own remain. */
+    ck_assert(status_field(c.pid, "Groups", val, sizeof(val)));
+    {
+        char *save = NULL;
+
+        for (char *g = strtok_r(val, " ", &save); g; g = strtok_r(NULL, " ", &save))
+            ck_assert_msg(strtoul(g, NULL, 10) != 0, "the child kept root's group 0");
+    }
+    ck_assert(status_field(c.pid, "NoNewPrivs", val, sizeof(val)));
+    ck_assert_str_eq(val, "1");
+    finish_child(&c);
+
+    server_init(&s, "/usr/bin/env", NULL);
+    s.user = (char *)"nobody";
+    n = env_lines(&s, lines, 64);
+    snprintf(home, sizeof(home), "HOME=%s", nobody->pw_dir);
+    ck_assert(has_line(lines, n, home));
+}
+END_TEST
+
 START_TEST(cwd_and_relative_commands_follow_it)
 {
     static const char *const no_args[] = { NULL };
@@ -1422,6 +1539,8 @@ static Suite *spawn_suite(void)
     tcase_add_test(tc, environment_config_overrides_and_defaults);
     tcase_add_test(tc, signals_default_own_group_no_core);
     tcase_add_test(tc, cwd_and_relative_commands_follow_it);
+    tcase_add_test(tc, no_new_privs_and_configured_resource_limits);
+    tcase_add_test(tc, runs_as_configured_user);
     tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
 
