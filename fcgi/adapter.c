@@ -14,8 +14,10 @@
 
 #include "adapter.h"
 #include "err.h"
+#include "guard.h"
 #include "limits.h"
 #include "log.h"
+#include "params.h"
 
 static const char *get_param(void *ud, const char *name)
 {
@@ -136,92 +138,12 @@ void fcgi_serve(mcpgw_routes *rt, FCGX_Request *rq)
 
 /* ---- the request head, before libfcgi reads it ------------------------- */
 
-#define T_BEGIN_REQUEST 1
-#define T_END_REQUEST 3
-#define T_PARAMS 4
-#define T_STDOUT 6
-#define ROLE_RESPONDER 1
 /* A blocked look at the socket wakes this often to see stop_fd. */
 #define HEAD_SLICE_MS 200
 
-enum head { HEAD_MORE, HEAD_OK, HEAD_TOO_LARGE, HEAD_BAD };
-
-/* The records in p[0..n), from the start of a request.  *req_id is set
- * once its FCGI_BEGIN_REQUEST has been seen. */
-static enum head parse_head(const unsigned char *p, size_t n, unsigned *req_id)
-{
-    size_t off = 0, pairs = 0, bytes = 0, nlb = 0;
-    unsigned char lb[4];
-    uint32_t name_len = 0;
-    uint64_t skip = 0;
-    bool value_next = false;
-
-    *req_id = 0;
-    while (n - off >= 8) {
-        unsigned type = p[off + 1], id = (unsigned)p[off + 2] << 8 | p[off + 3];
-        size_t clen = (size_t)p[off + 4] << 8 | p[off + 5], plen = p[off + 6];
-        const unsigned char *c = p + off + 8;
-
-        if (p[off] != 1)
-            return HEAD_BAD;
-        if (n - off - 8 < clen + plen)
-            return HEAD_MORE;
-        off += 8 + clen + plen;
-        if (id == 0)
-            continue;   /* a management record (FCGI_GET_VALUES): libfcgi answers it */
-        if (!*req_id) {
-            /* Only a responder: libfcgi would answer another role and read
-             * the next request's head on its own. */
-            if (type != T_BEGIN_REQUEST || clen != 8 ||
-                ((unsigned)c[0] << 8 | c[1]) != ROLE_RESPONDER)
-                return HEAD_BAD;
-            *req_id = id;
-            continue;
-        }
-        /* No multiplexing, no FCGI_STDIN or abort before the params end. */
-        if (id != *req_id || type != T_PARAMS)
-            return HEAD_BAD;
-        if (clen == 0)
-            return nlb == 0 && skip == 0 && !value_next ? HEAD_OK : HEAD_BAD;
-        for (size_t i = 0; i < clen;) {
-            uint32_t len;
-
-            if (skip) {
-                size_t k = skip < clen - i ? (size_t)skip : clen - i;
-
-                i += k;
-                skip -= k;
-                continue;
-            }
-            lb[nlb++] = c[i++];
-            if (nlb == 1 && !(lb[0] & 0x80))
-                len = lb[0];
-            else if (nlb == 4)
-                len = (uint32_t)(lb[0] & 0x7f) << 24 | (uint32_t)lb[1] << 16 |
-                      (uint32_t)lb[2] << 8 | lb[3];
-            else
-                continue;
-            nlb = 0;
-            if (len > MCPGW_FCGI_HEAD_BYTES_MAX)
-                return HEAD_TOO_LARGE;
-            if (!value_next) {
-                name_len = len;
-                value_next = true;
-                continue;
-            }
-            value_next = false;
-            bytes += (size_t)name_len + len;
-            if (++pairs > MCPGW_FCGI_PARAMS_MAX || bytes > MCPGW_FCGI_HEAD_BYTES_MAX)
-                return HEAD_TOO_LARGE;
-            skip = (uint64_t)name_len + len;
-        }
-    }
-    return HEAD_MORE;
-}
-
 static void put_header(unsigned char *h, unsigned type, unsigned id, size_t clen)
 {
-    h[0] = 1;
+    h[0] = FCGI_VERSION_1;
     h[1] = (unsigned char)type;
     h[2] = (unsigned char)(id >> 8);
     h[3] = (unsigned char)id;
@@ -247,11 +169,11 @@ static void refuse_head(int fd, unsigned id)
 
     if (k < 0 || (size_t)k >= sizeof(out) - 40)
         return;
-    put_header(out, T_STDOUT, id, (size_t)k);
+    put_header(out, FCGI_T_STDOUT, id, (size_t)k);
     len = 8 + (size_t)k;
-    put_header(out + len, T_STDOUT, id, 0);
+    put_header(out + len, FCGI_T_STDOUT, id, 0);
     len += 8;
-    put_header(out + len, T_END_REQUEST, id, 8);
+    put_header(out + len, FCGI_T_END_REQUEST, id, 8);
     len += 8;
     memset(out + len, 0, 8);    /* appStatus 0, FCGI_REQUEST_COMPLETE */
     len += 8;
@@ -289,9 +211,9 @@ bool fcgi_head_ok(int fd, int stop_fd)
     int zero = 0, off = -1;
     struct timeval slice = { 0, HEAD_SLICE_MS * 1000 }, none = { 0, 0 };
     int64_t deadline = head_ms() + MCPGW_FCGI_HEAD_TIMEOUT;
-    enum head h = HEAD_MORE;
+    enum fcgi_head h = FCGI_HEAD_MORE;
     const char *why = "ended before it was complete";
-    unsigned id = 0;
+    struct fcgi_head_info info = { 0 };
     size_t have = 0;
     bool peek_off;
 
@@ -303,11 +225,11 @@ bool fcgi_head_ok(int fd, int stop_fd)
      * peeking). */
     peek_off = setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) == 0;
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &slice, sizeof(slice));
-    while (h == HEAD_MORE) {
+    while (h == FCGI_HEAD_MORE) {
         ssize_t n;
 
         if (have == MCPGW_FCGI_HEAD_BYTES_MAX) {
-            h = parse_head(buf, have, &id) == HEAD_MORE ? HEAD_TOO_LARGE : h;
+            h = fcgi_params_check(buf, have, &info) == FCGI_HEAD_MORE ? FCGI_HEAD_TOO_LARGE : h;
             break;
         }
         if (peek_off) {
@@ -346,21 +268,26 @@ bool fcgi_head_ok(int fd, int stop_fd)
             continue;
         }
         have += (size_t)n;
-        h = parse_head(buf, have, &id);
+        h = fcgi_params_check(buf, have, &info);
     }
     if (peek_off)
         setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off));
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none));
     free(buf);
-    if (h == HEAD_OK)
+    if (h == FCGI_HEAD_OK) {
+        /* From here libfcgi reads the body, record by record (guard.h). */
+        fcgi_guard_begin(fd, info.end, info.req_id);
         return true;
-    if (h == HEAD_TOO_LARGE && id) {
+    }
+    if (h == FCGI_HEAD_TOO_LARGE && info.req_id) {
         mcpgw_log_warn("fcgi", "refused a request whose head is over %u bytes or %d params "
                        "(answered 431)", MCPGW_FCGI_HEAD_BYTES_MAX, MCPGW_FCGI_PARAMS_MAX);
-        refuse_head(fd, id);
+        refuse_head(fd, info.req_id);
     } else {
         mcpgw_log_info("fcgi", "dropped a connection: the FastCGI request head %s",
-                       h == HEAD_TOO_LARGE ? "is too large" : h == HEAD_BAD ? "is malformed" : why);
+                       h == FCGI_HEAD_TOO_LARGE ? "is too large"
+                       : h == FCGI_HEAD_BAD   ? "is malformed"
+                                              : why);
     }
     return false;
 }

@@ -24,8 +24,11 @@
  * SIGTERM, SIGUSR1 (mod_fcgid, lighttpd, spawn-fcgi) and SIGINT: stop
  * accepting, end open streams with a final event, let REST calls finish
  * (cancelled after a grace period), stop the MCP servers, exit 0.
- * SIGHUP reopens the log.  Handlers are installed before FCGX_Init(), which
- * then leaves them alone.
+ * SIGHUP reopens the log.  It does not reload the configuration: the
+ * routes borrow it on every worker thread for the life of the process, and
+ * the web server replaces its responders to apply a changed file anyway
+ * (docs/configuration.md, "What SIGHUP applies").  Handlers are installed
+ * before FCGX_Init(), which then leaves them alone.
  */
 #include "config.h"
 
@@ -54,6 +57,7 @@
 #include "conf.h"
 #include "err.h"
 #include "events.h"
+#include "guard.h"
 #include "hub.h"
 #include "limits.h"
 #include "log.h"
@@ -595,6 +599,11 @@ int main(int argc, char **argv)
     sane_stdio(listen_spec != NULL);
     if (install_signals() < 0) {
         fprintf(stderr, "mcpgw-fcgi: cannot create the signal pipe: %s\n", strerror(errno));
+        return 1;
+    }
+    /* Before libfcgi reads anything: its reads go through the guard. */
+    if (fcgi_guard_init() < 0) {
+        fprintf(stderr, "mcpgw-fcgi: out of memory\n");
         return 1;
     }
     /* After our handlers: FCGX_Init installs its own only where none is. */

@@ -419,6 +419,64 @@ static void test_heads(void)
     free(b.p);
 }
 
+/* A valid POST head, then rec in the middle of its body.  libfcgi would
+ * act on a management record there (its FCGI_GET_VALUES answer overflows a
+ * stack buffer at four names); the guard under its reads drops the
+ * connection first.  Either way: no answer to the body, a live responder. */
+static void body_abuse(const char *what, const unsigned char *rec, size_t rlen)
+{
+    static const char body[] = "{\"serverId\":\"fake\",\"toolName\":\"echo\","
+                               "\"params\":{\"message\":\"raw\"}}";
+    char clen[16];
+    const char *const params[] = { "REQUEST_METHOD", "POST", "REQUEST_URI", "/api/v1/tools/call",
+                                   "SERVER_PROTOCOL", "HTTP/1.1", "HTTP_AUTHORIZATION", auth,
+                                   "CONTENT_TYPE", "application/json", "CONTENT_LENGTH", clen,
+                                   NULL };
+    struct bytes p = { 0 }, w = { 0 };
+    struct answer a;
+    int fd = conn();
+
+    snprintf(clen, sizeof(clen), "%zu", sizeof(body) - 1);
+    for (size_t i = 0; params[i]; i += 2)
+        add_pair(&p, params[i], params[i + 1], strlen(params[i + 1]));
+    add_begin(&w, 1, 1);
+    add_records(&w, T_PARAMS, 1, p.p, p.len, true);
+    add_records(&w, T_STDIN, 1, (const unsigned char *)body, 10, false);
+    add(&w, rec, rlen);
+    add_records(&w, T_STDIN, 1, (const unsigned char *)body + 10, sizeof(body) - 11, true);
+    send_watching(fd, &w);
+    read_answer(fd, &a);
+    ok(alive() && a.status != 200, "%s: not served (status %d%s)", what, a.status,
+       a.dropped ? ", dropped" : "");
+    answer_free(&a);
+    close(fd);
+    free(p.p);
+    free(w.p);
+    still_serves(what);
+}
+
+static void test_body_records(void)
+{
+    struct bytes r = { 0 }, c = { 0 };
+
+    /* FCGI_GET_VALUES (type 9, request id 0) naming FCGI_MPXS_CONNS six times. */
+    for (int i = 0; i < 6; i++)
+        add_pair(&c, "FCGI_MPXS_CONNS", "", 0);
+    add_records(&r, 9, 0, c.p, c.len, false);
+    body_abuse("FCGI_GET_VALUES with six names in the body", r.p, r.len);
+    r.len = 0;
+    add_records(&r, 11, 0, (const unsigned char *)"12345678", 8, false);
+    body_abuse("an unknown management record in the body", r.p, r.len);
+    r.len = 0;
+    add_begin(&r, 2, 1);
+    body_abuse("a second request's FCGI_BEGIN_REQUEST in the body", r.p, r.len);
+    r.len = 0;
+    add_records(&r, T_PARAMS, 1, (const unsigned char *)"\x01\x01" "ab", 4, false);
+    body_abuse("FCGI_PARAMS again in the body", r.p, r.len);
+    free(r.p);
+    free(c.p);
+}
+
 static void test_protocol(void)
 {
     struct bytes w = { 0 }, p = { 0 };
@@ -613,6 +671,7 @@ int main(int argc, char **argv)
     before = rss_kb();
     test_heads();
     test_protocol();
+    test_body_records();
     test_content_length();
     test_paths();
     test_splitting();
