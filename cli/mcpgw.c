@@ -29,6 +29,7 @@
 #include "hub.h"
 #include "limits.h"
 #include "log.h"
+#include "pins.h"
 #include "token.h"
 
 #define EXIT_TOOL_ERROR 1
@@ -46,7 +47,10 @@ static void usage(FILE *f)
             "\n"
             "commands:\n"
             "  servers [--no-start]             start each server and show its state\n"
-            "  tools SERVER [--json]            list a server's tools\n"
+            "  tools SERVER [--json] [--pending]\n"
+            "                                   list a server's tools (--pending: those\n"
+            "                                   withheld or flagged by toolPinning)\n"
+            "  tools approve SERVER [TOOL...]   pin the current definitions (all, or these)\n"
             "  call SERVER TOOL [JSON] [--timeout MS] [--json]\n"
             "                                   call a tool; JSON is its arguments object\n"
             "  check-config [FILE]              validate a configuration file\n"
@@ -224,18 +228,130 @@ static const char *first_line(const char *s, char *buf, size_t len)
     return buf;
 }
 
-static int cmd_tools(int argc, char **argv)
+/* Start the hub and wait for server's tool list: the hub and 0, or NULL
+ * after saying why. */
+static mcpgw_hub *hub_with_tools(const char *server, struct tools_result *r)
 {
     struct mcpgw_conf *conf;
-    struct tools_result r = { 0 };
     mcpgw_hub *hub;
-    bool as_json = false;
-    const char *server = NULL;
     int rc;
 
+    if (!(conf = load_config()))
+        return NULL;
+    open_log(conf);
+    if (!(hub = open_hub(conf)))
+        return NULL;
+    rc = mcpgw_hub_list_tools(hub, server, tools_done, r);
+    if (rc < 0) {
+        fprintf(stderr, "mcpgw: '%s': %s\n", server, mcpgw_strerror(rc));
+        close_hub(hub);
+        return NULL;
+    }
+    while (!r->done)
+        mcpgw_hub_run(hub, -1);
+    if (r->status < 0) {
+        fprintf(stderr, "mcpgw: %s\n", r->error);
+        json_object_put(r->tools);
+        close_hub(hub);
+        return NULL;
+    }
+    return hub;
+}
+
+/* mcpgw tools approve SERVER [TOOL...] */
+static int tools_approve(int argc, char **argv)
+{
+    struct tools_result r = { 0 };
+    mcpgw_hub *hub;
+    size_t n = 0;
+    char err[512];
+    int rc;
+
+    if (argc < 3 || argv[2][0] == '-') {
+        fprintf(stderr, "usage: mcpgw tools approve SERVER [TOOL...]\n");
+        return EXIT_USAGE;
+    }
+    if (!(hub = hub_with_tools(argv[2], &r)))
+        return EXIT_FAILED;
+    rc = mcpgw_hub_approve_tools(hub, argv[2], (const char *const *)argv + 3, (size_t)argc - 3,
+                                 &n, err, sizeof(err));
+    if (rc < 0)
+        fprintf(stderr, "mcpgw: %s\n", err);
+    else
+        printf("approved %zu tool definition%s of server '%s'\n", n, n == 1 ? "" : "s", argv[2]);
+    json_object_put(r.tools);
+    close_hub(hub);
+    return rc < 0 ? EXIT_FAILED : 0;
+}
+
+/* The tools of the list that are not served as the pins stand (or that
+ * warn mode only flags), with why; all when --json. */
+static int tools_pending(mcpgw_hub *hub, const char *server, bool as_json)
+{
+    const struct mcpgw_conf *conf = mcpgw_hub_conf(hub);
+    json_object *all = mcpgw_hub_tools_unpinned(hub, server), *out = NULL;
+    enum mcpgw_pin_verdict *v = NULL;
+    mcpgw_pins *pins = NULL;
+    char path[4096], err[512];
+    size_t n;
+    int rc = EXIT_FAILED;
+
+    if (conf->tool_pinning == MCPGW_PINNING_OFF) {
+        fprintf(stderr, "mcpgw: gateway.toolPinning is off: nothing is pinned or withheld\n");
+        return EXIT_FAILED;
+    }
+    n = all ? json_object_array_length(all) : 0;
+    snprintf(path, sizeof(path), "%s/tool-pins.json", conf->state_dir);
+    if (!(v = calloc(n ? n : 1, sizeof(*v))) || !(out = json_object_new_array()) ||
+        mcpgw_pins_open(path, &pins) < 0) {
+        fprintf(stderr, "mcpgw: out of memory\n");
+        goto out;
+    }
+    if (mcpgw_pins_check(pins, server, all, v, NULL, err, sizeof(err)) < 0) {
+        fprintf(stderr, "mcpgw: %s\n", err);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_object *t = json_object_array_get_idx(all, i), *name;
+
+        if (v[i] == MCPGW_PIN_MATCH)
+            continue;
+        if (as_json) {
+            json_object *e = json_object_new_object();
+
+            json_object_object_add(e, "pin", json_object_new_string(mcpgw_pin_verdict_name(v[i])));
+            json_object_object_add(e, "tool", json_object_get(t));
+            json_object_array_add(out, e);
+        } else {
+            printf("%-8s %s\n", mcpgw_pin_verdict_name(v[i]),
+                   json_object_object_get_ex(t, "name", &name) ? json_object_get_string(name) : "?");
+        }
+    }
+    if (as_json)
+        printf("%s\n", json_object_to_json_string_ext(out, JSON_C_TO_STRING_PRETTY |
+                                                     JSON_C_TO_STRING_NOSLASHESCAPE));
+    rc = 0;
+out:
+    json_object_put(out);
+    mcpgw_pins_free(pins);
+    free(v);
+    return rc;
+}
+
+static int cmd_tools(int argc, char **argv)
+{
+    struct tools_result r = { 0 };
+    mcpgw_hub *hub;
+    bool as_json = false, pending = false;
+    const char *server = NULL;
+
+    if (argc > 1 && strcmp(argv[1], "approve") == 0)
+        return tools_approve(argc, argv);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
             as_json = true;
+        else if (strcmp(argv[i], "--pending") == 0)
+            pending = true;
         else if (!server)
             server = argv[i];
         else {
@@ -247,23 +363,14 @@ static int cmd_tools(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
-    if (!(conf = load_config()))
+    if (!(hub = hub_with_tools(server, &r)))
         return EXIT_FAILED;
-    open_log(conf);
-    if (!(hub = open_hub(conf)))
-        return EXIT_FAILED;
-    rc = mcpgw_hub_list_tools(hub, server, tools_done, &r);
-    if (rc < 0) {
-        fprintf(stderr, "mcpgw: '%s': %s\n", server, mcpgw_strerror(rc));
+    if (pending) {
+        int rc = tools_pending(hub, server, as_json);
+
+        json_object_put(r.tools);
         close_hub(hub);
-        return EXIT_FAILED;
-    }
-    while (!r.done)
-        mcpgw_hub_run(hub, -1);
-    if (r.status < 0) {
-        fprintf(stderr, "mcpgw: %s\n", r.error);
-        close_hub(hub);
-        return EXIT_FAILED;
+        return rc;
     }
     if (as_json) {
         printf("%s\n", json_object_to_json_string_ext(r.tools, JSON_C_TO_STRING_PRETTY |

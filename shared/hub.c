@@ -29,6 +29,7 @@
 #include "hub_internal.h"
 #include "limits.h"
 #include "log.h"
+#include "pins.h"
 
 static void on_call_timer(struct mcpgw__timer *t);
 
@@ -41,13 +42,14 @@ const char *mcpgw_server_state_name(enum mcpgw_server_state st)
     case MCPGW_SERVER_BACKOFF: return "backing-off";
     case MCPGW_SERVER_STOPPING: return "stopping";
     case MCPGW_SERVER_DISABLED: return "disabled";
+    case MCPGW_SERVER_REMOVED: return "removed";
     }
     return "unknown";
 }
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void fill_health(const struct srv *s, struct mcpgw_server_health *h)
+void mcpgw__srv_fill_health(const struct srv *s, struct mcpgw_server_health *h)
 {
     memset(h, 0, sizeof(*h));
     h->id = s->conf->id;
@@ -61,14 +63,16 @@ static void fill_health(const struct srv *s, struct mcpgw_server_health *h)
     snprintf(h->last_error, sizeof(h->last_error), "%s", s->last_error);
 }
 
-static void observe_state(struct srv *s, int exit_status)
+void mcpgw__srv_observe(struct srv *s, int exit_status)
 {
     struct mcpgw_server_health h;
     struct mcpgw_hub_event ev = { .kind = MCPGW_HUB_SERVER_STATE, .exit_status = exit_status };
 
-    if (!s->hub->observer)
+    /* A retired server's id may already name its successor: its own
+     * stopping and exit would read as the new server's. */
+    if (!s->hub->observer || s->retired)
         return;
-    fill_health(s, &h);
+    mcpgw__srv_fill_health(s, &h);
     ev.health = &h;
     ev.server = s->conf->id;
     s->hub->observer(s->hub->observer_ud, &ev);
@@ -79,7 +83,7 @@ void mcpgw__srv_set_state(struct srv *s, enum mcpgw_server_state st, int exit_st
     if (s->state == st && exit_status < 0)
         return;
     s->state = st;
-    observe_state(s, exit_status);
+    mcpgw__srv_observe(s, exit_status);
 }
 
 void mcpgw__hub_timer_arm(mcpgw_hub *hub, struct mcpgw__timer *t, int64_t when)
@@ -185,6 +189,9 @@ void mcpgw__call_done(struct mcpgw_call *c, struct mcpgw_call_event *ev)
     }
     c->cb(c, ev, c->ud);
     call_free(c);
+    /* The last call of a retired server: a turn stops or frees it. */
+    if (s->retired && s->inflight == 0)
+        wake(hub);
 }
 
 void mcpgw__call_fail(struct mcpgw_call *c, int status, const char *msg)
@@ -234,6 +241,7 @@ void mcpgw__srv_notify_waiters(struct srv *s)
 {
     struct tools_waiter *w;
 
+    mcpgw__srv_pins_refresh(s);
     while ((w = s->waiters)) {
         s->waiters = w->next;
         w->cb(w->ud, 0, s->tools, NULL);
@@ -316,11 +324,14 @@ static void run_waiters(mcpgw_hub *hub)
 {
     hub->waiters_due = false;
     for (size_t i = 0; i < hub->nsrv; i++) {
-        struct srv *s = &hub->srvs[i];
+        struct srv *s = hub->srvs[i];
 
         if (s->waiters && s->state == MCPGW_SERVER_READY && !s->list_id)
             mcpgw__srv_notify_waiters(s);
     }
+    for (struct srv *s = hub->retired; s; s = s->retired_next)
+        if (s->waiters && s->state == MCPGW_SERVER_READY && !s->list_id)
+            mcpgw__srv_notify_waiters(s);
 }
 
 static void flush_dirty(mcpgw_hub *hub)
@@ -346,6 +357,7 @@ int mcpgw_hub_run(mcpgw_hub *hub, int timeout_ms)
     if (n < 0)
         return errno == EINTR ? 0 : -errno;
     hub->in_run = true;
+    hub->run_depth++;
     for (int i = 0; i < n; i++) {
         struct watch *w = evs[i].data.ptr;
 
@@ -354,7 +366,12 @@ int mcpgw_hub_run(mcpgw_hub *hub, int timeout_ms)
     run_timers(hub);
     if (hub->waiters_due)
         run_waiters(hub);
+    /* evs[] may still name a retired server's watches until here: only the
+     * outermost turn may free one. */
+    if (hub->retired)
+        mcpgw__hub_sweep_retired(hub, hub->run_depth == 1);
     flush_dirty(hub);
+    hub->run_depth--;
     hub->in_run = false;
     rearm_timerfd(hub);
     return 0;
@@ -401,6 +418,77 @@ static size_t slots_for(int max_inflight)
     return n;
 }
 
+struct srv *mcpgw__srv_new(mcpgw_hub *hub, const struct mcpgw_conf_server *conf,
+                           size_t max_message_bytes)
+{
+    struct srv *s = calloc(1, sizeof(*s));
+
+    if (!s)
+        return NULL;
+    s->hub = hub;
+    s->conf = conf;
+    s->child.in_fd = s->child.out_fd = s->child.err_fd = s->child.pidfd = -1;
+    s->slot_fd = -1;
+    s->w_out.fn = mcpgw__srv_on_stdout;
+    s->w_err.fn = mcpgw__srv_on_stderr;
+    s->w_in.fn = mcpgw__srv_on_stdin;
+    s->w_pid.fn = mcpgw__srv_on_pidfd;
+    mcpgw__timer_init(&s->t_start, mcpgw__srv_on_start_timer);
+    mcpgw__timer_init(&s->t_retry, mcpgw__srv_on_retry_timer);
+    mcpgw__timer_init(&s->t_stop, mcpgw__srv_on_stop_timer);
+    mcpgw__timer_init(&s->t_stable, mcpgw__srv_on_stable_timer);
+    mcpgw__timer_init(&s->t_ping, mcpgw__srv_on_ping_timer);
+    mcpgw__timer_init(&s->t_drain, mcpgw__srv_on_drain_timer);
+    mcpgw_buf_init(&s->outq, MCPGW_SERVER_OUTQ_MAX);
+    mcpgw__framer_init(&s->fout, max_message_bytes);
+    mcpgw__framer_init(&s->ferr, MCPGW_STDERR_LINE_MAX);
+    s->mask = slots_for(conf->max_inflight) - 1;
+    s->slots = calloc(s->mask + 1, sizeof(*s->slots));
+    if (!s->slots) {
+        mcpgw__srv_free(s);
+        return NULL;
+    }
+    s->state = conf->enabled ? MCPGW_SERVER_IDLE : MCPGW_SERVER_DISABLED;
+    if (!conf->enabled)
+        snprintf(s->last_error, sizeof(s->last_error), "disabled in the configuration");
+    return s;
+}
+
+void mcpgw__srv_free(struct srv *s)
+{
+    mcpgw_hub *hub;
+
+    if (!s)
+        return;
+    hub = s->hub;
+    mcpgw__srv_teardown_fds(s);
+    mcpgw__hub_close_fd(hub, &s->child.pidfd);
+    if (s->slot_fd >= 0)
+        close(s->slot_fd);
+    mcpgw__theap_del(&hub->timers, &s->t_start);
+    mcpgw__theap_del(&hub->timers, &s->t_retry);
+    mcpgw__theap_del(&hub->timers, &s->t_stop);
+    mcpgw__theap_del(&hub->timers, &s->t_stable);
+    mcpgw__theap_del(&hub->timers, &s->t_ping);
+    mcpgw__theap_del(&hub->timers, &s->t_drain);
+    if (s->dirty) {
+        struct srv **pp = &hub->dirty;
+
+        while (*pp && *pp != s)
+            pp = &(*pp)->dirty_next;
+        if (*pp)
+            *pp = s->dirty_next;
+    }
+    mcpgw__framer_release(&s->fout);
+    mcpgw__framer_release(&s->ferr);
+    mcpgw_buf_release(&s->outq);
+    json_object_put(s->tools);
+    json_object_put(s->tools_all);
+    json_object_put(s->tools_new);
+    free(s->slots);
+    free(s);
+}
+
 mcpgw_hub *mcpgw_hub_new(struct mcpgw_conf *conf, int *rcp)
 {
     mcpgw_hub *hub = calloc(1, sizeof(*hub));
@@ -427,36 +515,15 @@ mcpgw_hub *mcpgw_hub_new(struct mcpgw_conf *conf, int *rcp)
     if (!hub->tok)
         goto fail;
     json_tokener_set_flags(hub->tok, JSON_TOKENER_STRICT);
-    hub->nsrv = conf->nservers;
-    hub->srvs = calloc(hub->nsrv ? hub->nsrv : 1, sizeof(*hub->srvs));
+    hub->reload_grace_ms = MCPGW_RELOAD_GRACE;
+    hub->srvs = calloc(conf->nservers ? conf->nservers : 1, sizeof(*hub->srvs));
     if (!hub->srvs)
         goto fail;
-    for (size_t i = 0; i < hub->nsrv; i++) {
-        struct srv *s = &hub->srvs[i];
-
-        s->hub = hub;
-        s->conf = &conf->servers[i];
-        s->child.in_fd = s->child.out_fd = s->child.err_fd = s->child.pidfd = -1;
-        s->slot_fd = -1;
-        s->w_out.fn = mcpgw__srv_on_stdout;
-        s->w_err.fn = mcpgw__srv_on_stderr;
-        s->w_in.fn = mcpgw__srv_on_stdin;
-        s->w_pid.fn = mcpgw__srv_on_pidfd;
-        mcpgw__timer_init(&s->t_start, mcpgw__srv_on_start_timer);
-        mcpgw__timer_init(&s->t_retry, mcpgw__srv_on_retry_timer);
-        mcpgw__timer_init(&s->t_stop, mcpgw__srv_on_stop_timer);
-        mcpgw__timer_init(&s->t_stable, mcpgw__srv_on_stable_timer);
-        mcpgw__timer_init(&s->t_ping, mcpgw__srv_on_ping_timer);
-        mcpgw_buf_init(&s->outq, MCPGW_SERVER_OUTQ_MAX);
-        mcpgw__framer_init(&s->fout, conf->limits.max_message_bytes);
-        mcpgw__framer_init(&s->ferr, MCPGW_STDERR_LINE_MAX);
-        s->mask = slots_for(s->conf->max_inflight) - 1;
-        s->slots = calloc(s->mask + 1, sizeof(*s->slots));
-        if (!s->slots)
+    for (size_t i = 0; i < conf->nservers; i++) {
+        if (!(hub->srvs[i] = mcpgw__srv_new(hub, &conf->servers[i],
+                                            conf->limits.max_message_bytes)))
             goto fail;
-        s->state = s->conf->enabled ? MCPGW_SERVER_IDLE : MCPGW_SERVER_DISABLED;
-        if (!s->conf->enabled)
-            snprintf(s->last_error, sizeof(s->last_error), "disabled in the configuration");
+        hub->nsrv++;
     }
     srand((unsigned)(mcpgw__mono_ms() ^ getpid()));
     /* The state directory itself may be missing on a first run: make it,
@@ -470,6 +537,7 @@ mcpgw_hub *mcpgw_hub_new(struct mcpgw_conf *conf, int *rcp)
     hub->conf = conf;
     return hub;
 fail:
+    /* Not ours to free on failure; and nothing was started to stop. */
     hub->conf = NULL;
     mcpgw_hub_free(hub);
 fail_nohub:
@@ -478,52 +546,69 @@ fail_nohub:
     return NULL;
 }
 
-/* Stop every server and wait for each to be reaped.  On the loop thread. */
+static void stop_one(struct srv *s)
+{
+    char msg[120];
+
+    mcpgw__theap_del(&s->hub->timers, &s->t_retry);
+    mcpgw__theap_del(&s->hub->timers, &s->t_drain);
+    snprintf(msg, sizeof(msg), "gateway is shutting down; server '%s' stopped", s->conf->id);
+    mcpgw__srv_fail_all(s, MCPGW_ESHUTDOWN, msg);
+    mcpgw__srv_fail_waiters(s, MCPGW_ESHUTDOWN, msg);
+    if (s->child.pid > 0) {
+        /* Let queued output (a cancel, say) go out before EOF. */
+        mcpgw__srv_flush(s);
+        mcpgw__srv_begin_stop(s, false);
+    }
+}
+
+/* Past every grace period: no more waiting politely. */
+static void kill_one(struct srv *s)
+{
+    pid_t pid = s->child.pid;
+    int status;
+
+    if (pid <= 0)
+        return;
+    mcpgw__child_signal(&s->child, SIGKILL);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    kill(-pid, SIGKILL);
+    s->child.pid = 0;
+    mcpgw__child_close_fds(&s->child);
+}
+
+static bool any_alive(const mcpgw_hub *hub)
+{
+    for (size_t i = 0; i < hub->nsrv; i++)
+        if (hub->srvs[i]->child.pid > 0)
+            return true;
+    for (const struct srv *s = hub->retired; s; s = s->retired_next)
+        if (s->child.pid > 0)
+            return true;
+    return false;
+}
+
+/* Stop every server, retired ones too, and wait for each to be reaped.
+ * On the loop thread. */
 void mcpgw__hub_stop_all(mcpgw_hub *hub)
 {
     int64_t deadline = mcpgw__mono_ms() + MCPGW_STOP_STDIN_GRACE + MCPGW_STOP_TERM_GRACE + 1000;
-    bool alive;
 
     pthread_mutex_lock(&hub->post_lock);
     hub->closing = true;
     pthread_mutex_unlock(&hub->post_lock);
     run_posts(hub);
-    for (size_t i = 0; i < hub->nsrv; i++) {
-        struct srv *s = &hub->srvs[i];
-        char msg[120];
-
-        mcpgw__theap_del(&hub->timers, &s->t_retry);
-        snprintf(msg, sizeof(msg), "gateway is shutting down; server '%s' stopped", s->conf->id);
-        mcpgw__srv_fail_all(s, MCPGW_ESHUTDOWN, msg);
-        mcpgw__srv_fail_waiters(s, MCPGW_ESHUTDOWN, msg);
-        if (s->child.pid > 0) {
-            /* Let queued output (a cancel, say) go out before EOF. */
-            mcpgw__srv_flush(s);
-            mcpgw__srv_begin_stop(s, false);
-        }
-    }
-    do {
-        alive = false;
-        for (size_t i = 0; i < hub->nsrv; i++)
-            alive = alive || hub->srvs[i].child.pid > 0;
-        if (alive)
-            mcpgw_hub_run(hub, 50);
-    } while (alive && mcpgw__mono_ms() < deadline);
-    for (size_t i = 0; i < hub->nsrv; i++) {
-        struct srv *s = &hub->srvs[i];
-        pid_t pid = s->child.pid;
-        int status;
-
-        if (pid <= 0)
-            continue;
-        /* Past every grace period: no more waiting politely. */
-        mcpgw__child_signal(&s->child, SIGKILL);
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-            ;
-        kill(-pid, SIGKILL);
-        s->child.pid = 0;
-        mcpgw__child_close_fds(&s->child);
-    }
+    for (size_t i = 0; i < hub->nsrv; i++)
+        stop_one(hub->srvs[i]);
+    for (struct srv *s = hub->retired; s; s = s->retired_next)
+        stop_one(s);
+    while (any_alive(hub) && mcpgw__mono_ms() < deadline)
+        mcpgw_hub_run(hub, 50);
+    for (size_t i = 0; i < hub->nsrv; i++)
+        kill_one(hub->srvs[i]);
+    for (struct srv *s = hub->retired; s; s = s->retired_next)
+        kill_one(s);
 }
 
 bool mcpgw__hub_on_loop_thread(const mcpgw_hub *hub)
@@ -539,22 +624,24 @@ void mcpgw_hub_free(mcpgw_hub *hub)
         mcpgw_hub_thread_stop(hub);
     if (hub->conf)
         mcpgw__hub_stop_all(hub);
-    for (size_t i = 0; hub->srvs && i < hub->nsrv; i++) {
-        struct srv *s = &hub->srvs[i];
-
-        mcpgw__srv_teardown_fds(s);
-        mcpgw__hub_close_fd(hub, &s->child.pidfd);
-        if (s->slot_fd >= 0)
-            close(s->slot_fd);
-        mcpgw__framer_release(&s->fout);
-        mcpgw__framer_release(&s->ferr);
-        mcpgw_buf_release(&s->outq);
-        json_object_put(s->tools);
-        json_object_put(s->tools_new);
-        free(s->slots);
-    }
+    for (size_t i = 0; hub->srvs && i < hub->nsrv; i++)
+        mcpgw__srv_free(hub->srvs[i]);
     free(hub->srvs);
+    while (hub->retired) {
+        struct srv *s = hub->retired;
+
+        hub->retired = s->retired_next;
+        mcpgw__srv_free(s);
+    }
+    while (hub->old_confs) {
+        struct conf_keep *k = hub->old_confs;
+
+        hub->old_confs = k->next;
+        mcpgw_conf_free(k->conf);
+        free(k);
+    }
     free(hub->slots_dir);
+    mcpgw_pins_free(hub->pins);
     run_posts(hub);
     mcpgw__theap_release(&hub->timers);
     mcpgw_buf_release(&hub->scratch);
@@ -573,7 +660,8 @@ void mcpgw_hub_free(mcpgw_hub *hub)
 
 const struct mcpgw_conf *mcpgw_hub_conf(const mcpgw_hub *hub)
 {
-    return hub->conf;
+    /* Any thread; mcpgw_hub_reload() stores it. */
+    return __atomic_load_n(&hub->conf, __ATOMIC_ACQUIRE);
 }
 
 void mcpgw_hub_set_observer(mcpgw_hub *hub, void (*fn)(void *ud, const struct mcpgw_hub_event *ev),
@@ -593,8 +681,8 @@ void mcpgw_hub_set_batching(mcpgw_hub *hub, bool on)
 static struct srv *find_srv(const mcpgw_hub *hub, const char *id)
 {
     for (size_t i = 0; i < hub->nsrv; i++)
-        if (strcmp(hub->srvs[i].conf->id, id) == 0)
-            return &hub->srvs[i];
+        if (strcmp(hub->srvs[i]->conf->id, id) == 0)
+            return hub->srvs[i];
     return NULL;
 }
 
@@ -607,7 +695,7 @@ bool mcpgw_hub_health(const mcpgw_hub *hub, size_t i, struct mcpgw_server_health
 {
     if (i >= hub->nsrv)
         return false;
-    fill_health(&hub->srvs[i], h);
+    mcpgw__srv_fill_health(hub->srvs[i], h);
     return true;
 }
 
@@ -617,7 +705,7 @@ int mcpgw_hub_health_of(const mcpgw_hub *hub, const char *server, struct mcpgw_s
 
     if (!s)
         return MCPGW_EUNKNOWNSERVER;
-    fill_health(s, h);
+    mcpgw__srv_fill_health(s, h);
     return 0;
 }
 
@@ -714,8 +802,13 @@ int mcpgw_hub_call(mcpgw_hub *hub, const char *server, const char *tool, json_ob
         return MCPGW_EUNAVAIL;
     if (s->inflight >= (unsigned)s->conf->max_inflight)
         return MCPGW_EBUSY;
-    if (s->state == MCPGW_SERVER_READY && !s->list_id && !mcpgw__srv_tool_listed(s, tool))
-        return MCPGW_EUNKNOWNTOOL;
+    if (s->state == MCPGW_SERVER_READY && !s->list_id && !mcpgw__srv_tool_listed(s, tool)) {
+        /* Withheld by pinning, unless approved meanwhile (held looks). */
+        if (mcpgw__srv_tool_held(s, tool))
+            return MCPGW_EFORBIDDEN;
+        if (!mcpgw__srv_tool_listed(s, tool))
+            return MCPGW_EUNKNOWNTOOL;
+    }
     if (args) {
         /* The server gets our re-serialisation of what was validated,
          * never the client's raw bytes. */

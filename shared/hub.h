@@ -9,8 +9,8 @@
  * THREADING.  A hub is driven by one thread, the loop thread: the thread that
  * calls mcpgw_hub_run(), or the hub's own thread after mcpgw_hub_thread_start().
  * Every function here must be called on the loop thread, except
- * mcpgw_hub_post(), mcpgw_hub_call_sync() and mcpgw_hub_thread_stop(), which
- * any thread may call.  Callbacks run on the loop thread.  A result handed
+ * mcpgw_hub_post(), mcpgw_hub_call_sync(), mcpgw_hub_thread_stop() and
+ * mcpgw_hub_conf(), which any thread may call.  Callbacks run on the loop thread.  A result handed
  * to another thread is a deep copy: json-c's reference counts are not
  * atomic, so no json_object is ever shared between threads.
  *
@@ -53,13 +53,16 @@ enum mcpgw_server_state {
     MCPGW_SERVER_READY,
     MCPGW_SERVER_BACKOFF,       /* failed; next start at next_retry_ms */
     MCPGW_SERVER_STOPPING,      /* stdin closed / signalled, waiting for exit */
-    MCPGW_SERVER_DISABLED       /* enabled:false, or restart policy "never" after a failure */
+    MCPGW_SERVER_DISABLED,      /* enabled:false, or restart policy "never" after a failure */
+    MCPGW_SERVER_REMOVED        /* taken out by mcpgw_hub_reload(): seen only in the one
+                                 * observer event that says so */
 };
 
 const char *mcpgw_server_state_name(enum mcpgw_server_state s);   /* "ready", "backing-off", ... */
 
 struct mcpgw_server_health {
-    const char *id;             /* borrowed from the hub's config */
+    const char *id;             /* borrowed from the hub's config (valid until
+                                 * mcpgw_hub_free(), reloads or not) */
     enum mcpgw_server_state state;
     pid_t pid;                  /* 0 when no process */
     int64_t next_retry_ms;      /* BACKOFF: wall-clock ms of the next start */
@@ -82,8 +85,54 @@ mcpgw_hub *mcpgw_hub_new(struct mcpgw_conf *conf, int *rc);
  * Must not be called from a hub callback. */
 void mcpgw_hub_free(mcpgw_hub *hub);
 
-/* The config the hub runs on (borrowed). */
+/* The config the hub runs on now.  Any thread.  Borrowed, and valid until
+ * mcpgw_hub_free(): a reload does not free the config it replaces, so a
+ * pointer taken before one still works, with the settings of before. */
 const struct mcpgw_conf *mcpgw_hub_conf(const mcpgw_hub *hub);
+
+/* -- reload ----------------------------------------------------------------- */
+
+struct mcpgw_hub_reload_result {
+    unsigned kept;              /* unchanged: process, calls and tools kept */
+    unsigned added, removed, changed;
+};
+
+/* Run on conf from now on, without stopping what did not change.  Servers
+ * are matched by id and compared setting by setting (command, args, env,
+ * cwd, timeouts, maxInFlight, restart, tools, enabled):
+ *  - unchanged: keeps its process, its calls in flight and its tools;
+ *  - removed: its calls in flight and tool-list requests complete at once
+ *    with MCPGW_EUNAVAIL ("... removed by a reload"), its process is stopped
+ *    the normal way (stdin closed, then SIGTERM, then SIGKILL); new calls
+ *    get MCPGW_EUNKNOWNSERVER;
+ *  - added: a new server in state IDLE (or DISABLED), started on first use
+ *    or by mcpgw_hub_start(), and counted against maxServerProcesses like
+ *    the others;
+ *  - changed: the new settings take the id at once (a new server, IDLE);
+ *    the old process keeps the calls and tool-list requests it already
+ *    holds and may finish them for MCPGW_RELOAD_GRACE ms, then whatever is
+ *    left completes with MCPGW_EUNAVAIL and it is stopped; it is never
+ *    restarted.  Until it is gone both processes count against the cap.
+ * The observer gets one MCPGW_HUB_SERVER_STATE for each added and changed
+ * server (its new state) and for each removed one (state
+ * MCPGW_SERVER_REMOVED); nothing more of a server once removed or replaced.
+ * Servers end up in conf's order.
+ * Gateway-wide settings: limits.maxMessageBytes, limits.maxJsonDepth and
+ * maxServerProcesses apply from now on (processes running over a lowered
+ * cap are not stopped; the next start waits for a free slot); a changed
+ * stateDir is logged and kept, since the host-wide slots live under it.
+ *
+ * Ownership: on 0 the hub owns conf, and keeps the config it replaces
+ * until mcpgw_hub_free(), so that what any thread borrowed from it
+ * (mcpgw_hub_conf(), mcpgw_server_health.id) stays valid: each reload costs
+ * one config's memory until then.  res (may be NULL) gets the counts.  On
+ * error nothing changed and the caller still owns conf: -EINVAL (conf
+ * NULL), -ENOMEM, MCPGW_ESHUTDOWN.
+ * Loop thread only, and not from inside a call, tools or observer callback;
+ * a function run by mcpgw_hub_post() is fine, which is how another thread
+ * reloads. */
+int mcpgw_hub_reload(mcpgw_hub *hub, struct mcpgw_conf *conf,
+                     struct mcpgw_hub_reload_result *res);
 
 /* -- the loop ------------------------------------------------------------- */
 
@@ -111,6 +160,19 @@ void mcpgw_hub_thread_stop(mcpgw_hub *hub);
 
 /* -- servers -------------------------------------------------------------- */
 
+/* Approve (pin, pins.h) the current definitions of a READY server's tools:
+ * all of them (names NULL) or those named, as listed before pinning.  On
+ * the loop thread.  *napproved gets how many pins changed.  0, or < 0 with
+ * a one-line message in err: MCPGW_EUNKNOWNSERVER, MCPGW_EUNAVAIL (not
+ * listed yet), -ENOENT (a name the server does not have), or the pins
+ * file's error. */
+int mcpgw_hub_approve_tools(mcpgw_hub *hub, const char *server, const char *const *names,
+                            size_t nnames, size_t *napproved, char *err, size_t errlen);
+
+/* The READY server's tools before pinning (what approve would pin),
+ * borrowed like mcpgw_hub_tools(); NULL unless READY. */
+json_object *mcpgw_hub_tools_unpinned(mcpgw_hub *hub, const char *server);
+
 size_t mcpgw_hub_server_count(const mcpgw_hub *hub);
 /* Health of the i-th configured server (config order). false past the end. */
 bool mcpgw_hub_health(const mcpgw_hub *hub, size_t i, struct mcpgw_server_health *h);
@@ -122,8 +184,10 @@ int mcpgw_hub_health_of(const mcpgw_hub *hub, const char *server, struct mcpgw_s
 int mcpgw_hub_start(mcpgw_hub *hub, const char *server);
 
 /* The server's tools (a json array of Tool objects exactly as the server
- * gave them, filtered by the config allow-list), borrowed until the next
- * hub turn; NULL unless READY. */
+ * gave them, filtered by the config allow-list and, with
+ * gateway.toolPinning "enforce", by the approved pins (pins.h)), borrowed
+ * until the next hub turn; NULL unless READY.  A call to a tool withheld
+ * by pinning fails with MCPGW_EFORBIDDEN. */
 json_object *mcpgw_hub_tools(mcpgw_hub *hub, const char *server);
 
 /* Ask for the tool list, starting the server if needed.  Same callback

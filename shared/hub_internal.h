@@ -63,7 +63,8 @@ struct srv {
     struct mcpgw_call *q_head, *q_tail;
     uint64_t init_id, list_id;  /* internal requests in flight, 0 if none */
     uint64_t ping_id;           /* liveness ping after a timeout, 0 if none */
-    json_object *tools;         /* array, filtered by config; NULL until listed */
+    json_object *tools;         /* array served: filtered by config and pins; NULL until listed */
+    json_object *tools_all;     /* filtered by config only (hub_pins.c); NULL until listed */
     json_object *tools_new;     /* being assembled across pages */
     unsigned list_pages;
     bool list_again;            /* list_changed came while a list was in flight */
@@ -81,6 +82,19 @@ struct srv {
     int64_t garbage_since;
     int64_t err_sec;
     unsigned err_lines, err_dropped;
+    /* Taken out of service by mcpgw_hub_reload() (hub_reload.c): no longer
+     * found by id, never restarted, its state no longer observed.  It
+     * lives on hub->retired until its process is reaped and nothing it
+     * held is left, then is freed at the end of a hub turn. */
+    bool retired;
+    struct srv *retired_next;
+    struct mcpgw__timer t_drain;    /* a changed server's calls may finish until then */
+};
+
+/* A config replaced by a reload: kept until the hub is freed (hub_reload.c). */
+struct conf_keep {
+    struct mcpgw_conf *conf;
+    struct conf_keep *next;
 };
 
 struct post {
@@ -90,9 +104,14 @@ struct post {
 };
 
 struct mcpgw_hub {
-    struct mcpgw_conf *conf;
-    struct srv *srvs;
+    struct mcpgw_conf *conf;    /* written on the loop thread only, atomically */
+    struct srv **srvs;          /* in service, in config order; each its own
+                                 * allocation, so a reload moves none */
     size_t nsrv;
+    struct srv *retired;        /* taken out of service by a reload */
+    struct conf_keep *old_confs;
+    int reload_grace_ms;        /* MCPGW_RELOAD_GRACE; tests shorten it */
+    unsigned run_depth;         /* nesting of mcpgw_hub_run() */
     int epfd, tfd, efd;
     struct watch w_timer, w_event;
     struct mcpgw__theap timers;
@@ -104,6 +123,7 @@ struct mcpgw_hub {
     struct srv *dirty;          /* servers with output to flush at turn end */
     bool waiters_due;
     char *slots_dir;            /* <stateDir>/slots */
+    struct mcpgw_pins *pins;    /* <stateDir>/tool-pins.json, opened when first needed */
     bool slots_warned;          /* said once that the cap cannot be kept */
     struct mcpgw_buf scratch;
     void (*observer)(void *ud, const struct mcpgw_hub_event *ev);
@@ -120,6 +140,13 @@ struct mcpgw_hub {
 };
 
 #define COMPONENT "dispatch"
+
+/* hub_pins.c: judge a complete tool list (s->tools_all) into s->tools;
+ * whether a listed tool is withheld (looking at the pins file again
+ * first); judge again if the pins file changed. */
+void mcpgw__srv_pin_tools(struct srv *s);
+bool mcpgw__srv_tool_held(struct srv *s, const char *tool);
+void mcpgw__srv_pins_refresh(struct srv *s);
 #define SRV_OF(ptr, member) ((struct srv *)((char *)(ptr) - offsetof(struct srv, member)))
 
 /* Sent calls sit in a slot table indexed by request id & mask. */
@@ -137,6 +164,14 @@ static inline struct mcpgw_call *mcpgw__srv_slot_get(struct srv *s, uint64_t id)
 
 /* hub.c: the loop, bookkeeping of calls */
 void mcpgw__hub_stop_all(mcpgw_hub *hub);
+/* A server in its first state for conf (borrowed: must outlive it), or
+ * NULL on out of memory.  srv_free: every fd closed, every timer disarmed;
+ * the process, if any, must already be reaped. */
+struct srv *mcpgw__srv_new(mcpgw_hub *hub, const struct mcpgw_conf_server *conf,
+                           size_t max_message_bytes);
+void mcpgw__srv_free(struct srv *s);
+void mcpgw__srv_observe(struct srv *s, int exit_status);
+void mcpgw__srv_fill_health(const struct srv *s, struct mcpgw_server_health *h);
 bool mcpgw__hub_on_loop_thread(const mcpgw_hub *hub);
 void mcpgw__hub_timer_arm(mcpgw_hub *hub, struct mcpgw__timer *t, int64_t when);
 void mcpgw__hub_watch_add(mcpgw_hub *hub, int fd, struct watch *w, uint32_t events);
@@ -175,6 +210,14 @@ void mcpgw__srv_on_ping_timer(struct mcpgw__timer *t);
 /* A call timed out: make sure the server still answers at all. */
 void mcpgw__srv_probe(struct srv *s);
 void mcpgw__srv_probe_answered(struct srv *s);
+
+/* hub_reload.c: retired servers */
+/* Stop retired servers that hold nothing any more; with free_dead, free
+ * those whose process is gone.  Only
+ * where no epoll event of the turn can still name a server: outside
+ * mcpgw_hub_run() or at the very end of the outermost one. */
+void mcpgw__hub_sweep_retired(mcpgw_hub *hub, bool free_dead);
+void mcpgw__srv_on_drain_timer(struct mcpgw__timer *t);
 
 /* hub_mcp.c: the protocol */
 bool mcpgw__srv_tool_listed(struct srv *s, const char *tool);

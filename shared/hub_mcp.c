@@ -175,9 +175,10 @@ static void handle_list_result(struct srv *s, struct mcpgw__rpc *m)
         mcpgw_log_warn(COMPONENT, "server '%s': tools/list has more than %d pages; using the first",
                        s->conf->id, MCPGW_TOOLS_PAGES_MAX);
     }
-    json_object_put(s->tools);
-    s->tools = s->tools_new;
+    json_object_put(s->tools_all);
+    s->tools_all = s->tools_new;
     s->tools_new = NULL;
+    mcpgw__srv_pin_tools(s);
     if (s->state == MCPGW_SERVER_STARTING)
         srv_became_ready(s);
     else
@@ -479,9 +480,19 @@ static void srv_send_queued(struct srv *s)
     /* Always take the head: a callback may cancel any other queued call. */
     while ((c = s->q_head) && s->state == MCPGW_SERVER_READY && !s->list_id) {
         if (!mcpgw__srv_tool_listed(s, c->tool)) {
-            snprintf(msg, sizeof(msg), "server '%s' has no tool '%.80s'", s->conf->id, c->tool);
-            mcpgw__call_fail(c, MCPGW_EUNKNOWNTOOL, msg);
-            continue;
+            bool held = mcpgw__srv_tool_held(s, c->tool);
+
+            if (held)
+                snprintf(msg, sizeof(msg), "tool '%.80s' of server '%s' changed since it was "
+                         "approved; it is withheld until an operator approves it", c->tool,
+                         s->conf->id);
+            else
+                snprintf(msg, sizeof(msg), "server '%s' has no tool '%.80s'", s->conf->id,
+                         c->tool);
+            if (!mcpgw__srv_tool_listed(s, c->tool)) {
+                mcpgw__call_fail(c, held ? MCPGW_EFORBIDDEN : MCPGW_EUNKNOWNTOOL, msg);
+                continue;
+            }
         }
         mcpgw__srv_queue_remove(s, c);
         rc = mcpgw__srv_write_call(s, c, c->args, c->args_len);

@@ -208,6 +208,7 @@ static void srv_reaped(struct srv *s, int status)
     mcpgw__theap_del(&s->hub->timers, &s->t_start);
     mcpgw__theap_del(&s->hub->timers, &s->t_stop);
     mcpgw__theap_del(&s->hub->timers, &s->t_stable);
+    mcpgw__theap_del(&s->hub->timers, &s->t_drain);
     s->stop_phase = 0;
     s->failing = false;
     s->init_id = s->list_id = s->ping_id = 0;
@@ -221,8 +222,10 @@ static void srv_reaped(struct srv *s, int status)
     mcpgw__srv_fail_all(s, MCPGW_ESERVERGONE, msg);
     mcpgw__srv_fail_waiters(s, MCPGW_EUNAVAIL, msg);
 
-    if (shutdown) {
-        mcpgw_log_info(COMPONENT, "server '%s' stopped (%s)", s->conf->id, how);
+    if (shutdown || s->retired) {
+        mcpgw_log_info(COMPONENT, "server '%s' stopped%s (%s)", s->conf->id,
+                       s->retired && !shutdown ? " after the reload" : "", how);
+        /* A retired server is never restarted; the end of this turn frees it. */
         mcpgw__srv_set_state(s, MCPGW_SERVER_IDLE, status);
         return;
     }
@@ -345,8 +348,18 @@ void mcpgw__srv_lost(struct srv *s, const char *what)
 {
     struct pollfd p = { .fd = s->child.pidfd, .events = POLLIN };
 
-    if (s->child.pidfd >= 0)
+    if (s->child.pidfd >= 0) {
         poll(&p, 1, 100);
+    } else {
+        /* No pidfd (a kernel before 5.3, or valgrind, which has no
+         * pidfd_open): nothing else would notice the exit before the 2 s
+         * stop grace, so look for it the same 100 ms, every 5 ms. */
+        for (int ms = 0; ms < 100; ms += 5) {
+            if (srv_check_exit(s))
+                return;
+            poll(NULL, 0, 5);
+        }
+    }
     if (srv_check_exit(s))
         return;
     if (s->state != MCPGW_SERVER_STOPPING)
@@ -368,6 +381,8 @@ void mcpgw__srv_start(struct srv *s)
     s->garbage = 0;
     json_object_put(s->tools);
     s->tools = NULL;
+    json_object_put(s->tools_all);
+    s->tools_all = NULL;
     rc = take_slot(s, err, sizeof(err));
     if (rc == 0)
         rc = mcpgw__spawn(s->conf, &s->child, err, sizeof(err));

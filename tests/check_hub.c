@@ -8,20 +8,25 @@
 #include "config.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "conf.h"
 #include "err.h"
 #include "hub.h"
+#include "hub_internal.h"
 #include "limits.h"
 #include "log.h"
+#include "pins.h"
 #include "slots.h"
 #include "theap.h"
 
@@ -1151,7 +1156,579 @@ START_TEST(host_wide_cap_holds_across_processes)
     ck_assert_int_eq(mcpgw__slots_in_use(slots, 3), 1);
     kill(pids[0], SIGKILL);
     waitpid(pids[0], &st, 0);
+    /* A server child it forked may not have reached exec yet (a long
+     * window under valgrind) and still hold the slot's fd: it dies with
+     * its parent (PR_SET_PDEATHSIG), so the slot comes back within ms. */
+    for (int64_t end = mcpgw__mono_ms() + 2000;
+         mcpgw__slots_in_use(slots, 3) > 0 && mcpgw__mono_ms() < end;)
+        usleep(10000);
     ck_assert_int_eq(mcpgw__slots_in_use(slots, 3), 0);
+}
+END_TEST
+
+/* ---- reload ---------------------------------------------------------------- */
+
+/* A config over the given mcpServers members. */
+static struct mcpgw_conf *conf_of(const char *servers)
+{
+    char json[8192], err[512];
+    struct mcpgw_conf *conf;
+
+    snprintf(json, sizeof(json),
+             "{\"gateway\":{\"log\":{\"level\":\"debug\"},\"stateDir\":\"/tmp\"},"
+             "\"mcpServers\":{%s}}", servers);
+    ck_assert_msg(mcpgw_conf_parse(json, strlen(json), "reload.json", "/tmp", &conf, err,
+                                   sizeof(err)) == 0, "config: %s", err);
+    return conf;
+}
+
+/* One mcpServers member: fake_mcp as id, with args and env (JSON bodies). */
+static const char *fake_as(char *buf, size_t n, const char *id, const char *args, const char *env)
+{
+    snprintf(buf, n, "\"%s\":{\"command\":\"%s\",\"args\":[%s],\"env\":{%s},"
+             "\"restart\":{\"initialDelayMs\":100,\"maxDelayMs\":1000}}", id, fake, args, env);
+    return buf;
+}
+
+static int call_to(mcpgw_hub *hub, const char *server, const char *tool, const char *args,
+                   struct result *r)
+{
+    json_object *a = args ? json_tokener_parse(args) : NULL;
+    int rc;
+
+    memset(r, 0, sizeof(*r));
+    rc = mcpgw_hub_call(hub, server, tool, a, NULL, record, r, NULL);
+    json_object_put(a);
+    return rc;
+}
+
+static pid_t pid_of(mcpgw_hub *hub, const char *server)
+{
+    struct mcpgw_server_health h;
+
+    ck_assert_int_eq(mcpgw_hub_health_of(hub, server, &h), 0);
+    return h.pid;
+}
+
+static void run_until_ended(mcpgw_hub *hub, pid_t pid)
+{
+    for (int64_t end = mcpgw__mono_ms() + 8000; !process_ended(pid) && mcpgw__mono_ms() < end;)
+        mcpgw_hub_run(hub, 20);
+    ck_assert_msg(process_ended(pid), "process %d still runs", (int)pid);
+}
+
+/* Every retired server stopped and freed. */
+static void run_until_settled(mcpgw_hub *hub)
+{
+    for (int64_t end = mcpgw__mono_ms() + 8000; hub->retired && mcpgw__mono_ms() < end;)
+        mcpgw_hub_run(hub, 20);
+    ck_assert_ptr_null(hub->retired);
+}
+
+struct reload_seen {
+    char events[1024];          /* "id=state " for each server state event */
+};
+
+static void reload_observer(void *ud, const struct mcpgw_hub_event *ev)
+{
+    struct reload_seen *o = ud;
+    size_t len = strlen(o->events);
+
+    if (ev->kind == MCPGW_HUB_SERVER_STATE)
+        snprintf(o->events + len, sizeof(o->events) - len, "%s=%s ", ev->health->id,
+                 mcpgw_server_state_name(ev->health->state));
+}
+
+START_TEST(reload_keeps_unchanged_servers_and_adds_new_ones)
+{
+    char a[1024], b[1024], c[1024], servers[4096];
+    struct mcpgw_hub_reload_result res;
+    struct reload_seen seen = { "" };
+    struct mcpgw_server_health h;
+    struct result slow, r;
+    mcpgw_hub *hub;
+    pid_t pid;
+
+    snprintf(servers, sizeof(servers), "%s,%s", fake_as(a, sizeof(a), "fake", "", ""),
+             fake_as(b, sizeof(b), "other", "", ""));
+    hub = mcpgw_hub_new(conf_of(servers), NULL);
+    mcpgw_hub_set_observer(hub, reload_observer, &seen);
+    call_wait(hub, "echo", "{\"message\":\"before\"}", &r);
+    pid = pid_of(hub, "fake");
+    ck_assert_int_gt(pid, 0);
+    ck_assert_int_eq(call_to(hub, "fake", "sleep", "{\"ms\":600,\"message\":\"across\"}", &slow), 0);
+    run_for(hub, 100);
+    seen.events[0] = '\0';
+
+    /* New order, one server more; "fake" and "other" exactly as they were. */
+    snprintf(servers, sizeof(servers), "%s,%s,%s", fake_as(c, sizeof(c), "added", "", ""),
+             fake_as(a, sizeof(a), "fake", "", ""), fake_as(b, sizeof(b), "other", "", ""));
+    ck_assert_int_eq(mcpgw_hub_reload(hub, conf_of(servers), &res), 0);
+    ck_assert_uint_eq(res.kept, 2);
+    ck_assert_uint_eq(res.added, 1);
+    ck_assert_uint_eq(res.changed + res.removed, 0);
+    ck_assert_str_eq(seen.events, "added=idle ");
+    ck_assert_uint_eq(mcpgw_hub_server_count(hub), 3);
+    ck_assert(mcpgw_hub_health(hub, 0, &h));
+    ck_assert_str_eq(h.id, "added");
+    ck_assert_int_eq(h.state, MCPGW_SERVER_IDLE);
+    ck_assert(mcpgw_hub_health(hub, 1, &h));
+    ck_assert_str_eq(h.id, "fake");
+    ck_assert_int_eq(h.pid, pid);
+    ck_assert_int_eq(h.state, MCPGW_SERVER_READY);
+    ck_assert_uint_eq(h.inflight, 1);
+    ck_assert_uint_gt(h.ntools, 5);
+    ck_assert_str_eq(mcpgw_conf_server(mcpgw_hub_conf(hub), "added")->id, "added");
+
+    /* The call that was in flight finishes on the same process. */
+    run_until(hub, &slow.done, 1, 5000);
+    ck_assert_int_eq(slow.status, 0);
+    ck_assert_str_eq(slow.text, "across");
+    ck_assert_int_eq(pid_of(hub, "fake"), pid);
+    /* The added server starts on first use, like any other. */
+    ck_assert_int_eq(call_to(hub, "added", "echo", "{\"message\":\"new\"}", &r), 0);
+    run_until(hub, &r.done, 1, 5000);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_str_eq(r.text, "Echo: new");
+    ck_assert_int_gt(pid_of(hub, "added"), 0);
+    ck_assert_ptr_null(hub->retired);
+    mcpgw_hub_free(hub);
+    assert_no_children();
+}
+END_TEST
+
+START_TEST(reload_removes_a_server_and_fails_its_calls)
+{
+    char a[1024], b[1024], servers[4096];
+    struct mcpgw_hub_reload_result res;
+    struct reload_seen seen = { "" };
+    struct mcpgw_server_health h;
+    struct result hang, other, r;
+    const struct mcpgw_conf *before;
+    const char *gone_id;
+    mcpgw_hub *hub;
+    pid_t gone;
+
+    snprintf(servers, sizeof(servers), "%s,%s", fake_as(a, sizeof(a), "fake", "", ""),
+             fake_as(b, sizeof(b), "gone", "", ""));
+    hub = mcpgw_hub_new(conf_of(servers), NULL);
+    mcpgw_hub_set_observer(hub, reload_observer, &seen);
+    ck_assert_int_eq(call_to(hub, "gone", "echo", "{\"message\":\"x\"}", &r), 0);
+    run_until(hub, &r.done, 1, 5000);
+    gone = pid_of(hub, "gone");
+    before = mcpgw_hub_conf(hub);
+    ck_assert_int_eq(mcpgw_hub_health_of(hub, "gone", &h), 0);
+    gone_id = h.id;
+    ck_assert_int_eq(call_to(hub, "gone", "hang", NULL, &hang), 0);
+    ck_assert_int_eq(call_to(hub, "fake", "sleep", "{\"ms\":300}", &other), 0);
+    run_for(hub, 100);
+    seen.events[0] = '\0';
+
+    ck_assert_int_eq(mcpgw_hub_reload(hub, conf_of(fake_as(a, sizeof(a), "fake", "", "")), &res), 0);
+    ck_assert_uint_eq(res.removed, 1);
+    ck_assert_uint_eq(res.kept, 1);
+    /* Its call completed during the reload, as unavailable, saying why. */
+    ck_assert_int_eq(hang.done, 1);
+    ck_assert_int_eq(hang.status, MCPGW_EUNAVAIL);
+    ck_assert_str_eq(mcpgw_err_code(hang.status), "server_unavailable");
+    ck_assert_str_eq(hang.error, "server 'gone' was removed by a reload of the configuration");
+    ck_assert_str_eq(seen.events, "gone=removed ");
+    /* It is unknown from now on. */
+    ck_assert_int_eq(call_to(hub, "gone", "echo", NULL, &r), MCPGW_EUNKNOWNSERVER);
+    ck_assert_int_eq(mcpgw_hub_health_of(hub, "gone", &h), MCPGW_EUNKNOWNSERVER);
+    ck_assert_int_eq(mcpgw_hub_start(hub, "gone"), MCPGW_EUNKNOWNSERVER);
+    ck_assert_uint_eq(mcpgw_hub_server_count(hub), 1);
+    /* Its process is stopped the normal way, and nothing more is said of it. */
+    run_until_ended(hub, gone);
+    run_until_settled(hub);
+    ck_assert_str_eq(seen.events, "gone=removed ");
+    /* What was borrowed before the reload is still there (ASan would say). */
+    ck_assert_ptr_ne(mcpgw_hub_conf(hub), before);
+    ck_assert_uint_eq(before->nservers, 2);
+    ck_assert_str_eq(gone_id, "gone");
+    run_until(hub, &other.done, 1, 5000);
+    ck_assert_int_eq(other.status, 0);
+    mcpgw_hub_free(hub);
+    assert_no_children();
+}
+END_TEST
+
+START_TEST(reload_restarts_a_changed_server)
+{
+    char a[1024];
+    struct mcpgw_hub_reload_result res;
+    struct reload_seen seen = { "" };
+    struct result old_call, hang, r;
+    mcpgw_hub *hub;
+    pid_t first, second;
+
+    hub = mcpgw_hub_new(conf_of(fake_as(a, sizeof(a), "fake", "", "\"V\":\"1\"")), NULL);
+    mcpgw_hub_set_observer(hub, reload_observer, &seen);
+    call_wait(hub, "echo", "{\"message\":\"x\"}", &r);
+    first = pid_of(hub, "fake");
+    ck_assert_int_eq(call_to(hub, "fake", "sleep", "{\"ms\":500,\"message\":\"old\"}", &old_call), 0);
+    run_for(hub, 50);
+    seen.events[0] = '\0';
+
+    /* New args: the id now names a new server; the old process finishes. */
+    ck_assert_int_eq(mcpgw_hub_reload(hub, conf_of(fake_as(a, sizeof(a), "fake",
+                                                           "\"--stderr-banner\",\"v2\"",
+                                                           "\"V\":\"1\"")), &res), 0);
+    ck_assert_uint_eq(res.changed, 1);
+    ck_assert_uint_eq(res.kept + res.added + res.removed, 0);
+    ck_assert_str_eq(seen.events, "fake=idle ");
+    ck_assert_int_eq(pid_of(hub, "fake"), 0);
+    call_wait(hub, "echo", "{\"message\":\"y\"}", &r);
+    ck_assert_int_eq(r.status, 0);
+    second = pid_of(hub, "fake");
+    ck_assert_int_gt(second, 0);
+    ck_assert_int_ne(second, first);
+    run_until(hub, &old_call.done, 1, 5000);
+    ck_assert_int_eq(old_call.status, 0);
+    ck_assert_str_eq(old_call.text, "old");
+    run_until_ended(hub, first);
+    run_until_settled(hub);
+
+    /* A call the old process does not finish within the grace fails
+     * unavailable; the new env is what the new process sees. */
+    hub->reload_grace_ms = 200;
+    ck_assert_int_eq(call_to(hub, "fake", "hang", NULL, &hang), 0);
+    run_for(hub, 50);
+    ck_assert_int_eq(mcpgw_hub_reload(hub, conf_of(fake_as(a, sizeof(a), "fake", "",
+                                                           "\"V\":\"2\"")), &res), 0);
+    ck_assert_uint_eq(res.changed, 1);
+    ck_assert_int_eq(hang.done, 0);
+    run_until(hub, &hang.done, 1, 3000);
+    ck_assert_int_eq(hang.status, MCPGW_EUNAVAIL);
+    ck_assert_str_eq(hang.error, "server 'fake' was changed by a reload of the configuration and "
+                     "its old process did not finish the call within 200 ms");
+    run_until_ended(hub, second);
+    call_wait(hub, "env", NULL, &r);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_msg(strstr(r.text, "V=2\n") || strstr(r.text, "\nV=2"), "env: %s", r.text);
+    ck_assert_int_ne(pid_of(hub, "fake"), second);
+    run_until_settled(hub);
+    mcpgw_hub_free(hub);
+    assert_no_children();
+}
+END_TEST
+
+START_TEST(refused_reload_changes_nothing)
+{
+    char json[1024], err[512];
+    const struct mcpgw_conf *before;
+    struct mcpgw_hub_reload_result res = { 7, 7, 7, 7 };
+    struct mcpgw_conf *bad = NULL;
+    mcpgw_hub *hub = hub_with("", "", "");
+    struct result r;
+    pid_t pid;
+
+    call_wait(hub, "echo", "{\"message\":\"x\"}", &r);
+    pid = pid_of(hub, "fake");
+    before = mcpgw_hub_conf(hub);
+    snprintf(json, sizeof(json), "{\"mcpServers\":{\"fake\":{\"command\":\"%s\","
+             "\"callTimeoutMs\":-5}}}", fake);
+    ck_assert_int_eq(mcpgw_conf_parse(json, strlen(json), "bad.json", "/tmp", &bad, err,
+                                      sizeof(err)), MCPGW_ECONFIG);
+    ck_assert_ptr_null(bad);
+    ck_assert_ptr_nonnull(strstr(err, "bad.json: mcpServers.fake.callTimeoutMs"));
+    ck_assert_int_eq(mcpgw_hub_reload(hub, bad, &res), -EINVAL);
+    ck_assert_uint_eq(res.kept, 7);
+    ck_assert_ptr_eq(mcpgw_hub_conf(hub), before);
+    ck_assert_int_eq(pid_of(hub, "fake"), pid);
+    call_wait(hub, "echo", "{\"message\":\"still\"}", &r);
+    ck_assert_str_eq(r.text, "Echo: still");
+    ck_assert_int_eq(pid_of(hub, "fake"), pid);
+    mcpgw_hub_free(hub);
+    assert_no_children();
+}
+END_TEST
+
+struct posted_reload {
+    struct mcpgw_conf *conf;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    int rc;
+    struct mcpgw_hub_reload_result res;
+};
+
+static void reload_on_loop(mcpgw_hub *hub, void *ud)
+{
+    struct posted_reload *p = ud;
+    int rc = mcpgw_hub_reload(hub, p->conf, &p->res);
+
+    pthread_mutex_lock(&p->lock);
+    p->rc = rc;
+    p->done = true;
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* The FastCGI shape: the loop on the hub's own thread, the reload posted
+ * to it from another, blocking calls before and after. */
+START_TEST(reload_posted_to_the_hub_thread)
+{
+    char a[1024], b[1024], servers[4096], err[200];
+    struct posted_reload p = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+    const struct mcpgw_conf *before;
+    json_object *res = NULL;
+    mcpgw_hub *hub;
+
+    hub = mcpgw_hub_new(conf_of(fake_as(a, sizeof(a), "gone", "", "")), NULL);
+    ck_assert_int_eq(mcpgw_hub_thread_start(hub), 0);
+    ck_assert_int_eq(mcpgw_hub_call_sync(hub, "gone", "echo", NULL, NULL, NULL, NULL, &res, NULL,
+                                         err, sizeof(err)), 0);
+    json_object_put(res);
+    before = mcpgw_hub_conf(hub);
+    snprintf(servers, sizeof(servers), "%s", fake_as(b, sizeof(b), "added", "", ""));
+    p.conf = conf_of(servers);
+    ck_assert_int_eq(mcpgw_hub_post(hub, reload_on_loop, &p), 0);
+    pthread_mutex_lock(&p.lock);
+    while (!p.done)
+        pthread_cond_wait(&p.cond, &p.lock);
+    pthread_mutex_unlock(&p.lock);
+    ck_assert_int_eq(p.rc, 0);
+    ck_assert_uint_eq(p.res.added, 1);
+    ck_assert_uint_eq(p.res.removed, 1);
+    ck_assert_ptr_ne(mcpgw_hub_conf(hub), before);
+    ck_assert_str_eq(before->servers[0].id, "gone");
+    ck_assert_int_eq(mcpgw_hub_call_sync(hub, "added", "echo", NULL, NULL, NULL, NULL, &res, NULL,
+                                         err, sizeof(err)), 0);
+    json_object_put(res);
+    ck_assert_int_eq(mcpgw_hub_call_sync(hub, "gone", "echo", NULL, NULL, NULL, NULL, &res, NULL,
+                                         err, sizeof(err)), MCPGW_EUNKNOWNSERVER);
+    mcpgw_hub_free(hub);
+    assert_no_children();
+}
+END_TEST
+
+/* Live children of this process (the servers; zombies included). */
+static int count_children(void)
+{
+    char path[64], buf[512], *p;
+    int n = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+
+    ck_assert_ptr_nonnull(d);
+    while ((de = readdir(d))) {
+        FILE *f;
+        size_t len;
+        int ppid;
+
+        if (de->d_name[0] < '1' || de->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%.16s/stat", de->d_name);
+        if (!(f = fopen(path, "r")))
+            continue;
+        len = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        if ((p = strrchr(buf, ')')) && sscanf(p + 1, " %*c %d", &ppid) == 1 && ppid == getpid())
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Twenty reloads, each changing one server and adding or removing another:
+ * no fd, process, retired server or old config is left behind, and the
+ * untouched server runs on as the same process throughout. */
+START_TEST(twenty_reloads_leave_nothing_behind)
+{
+    char a[1024], b[1024], k[1024], x[1024], conf_a[4096], conf_b[4096];
+    struct mcpgw_hub_reload_result res;
+    mcpgw_hub *hub;
+    struct result r;
+    int fds, children;
+    pid_t keep;
+
+    fake_as(k, sizeof(k), "keep", "", "");
+    snprintf(conf_a, sizeof(conf_a), "%s,%s", fake_as(a, sizeof(a), "fake", "", ""), k);
+    snprintf(conf_b, sizeof(conf_b), "%s,%s,%s",
+             fake_as(b, sizeof(b), "fake", "\"--stderr-banner\",\"b\"", ""), k,
+             fake_as(x, sizeof(x), "extra", "", ""));
+    hub = mcpgw_hub_new(conf_of(conf_a), NULL);
+    call_wait(hub, "echo", "{\"message\":\"x\"}", &r);
+    ck_assert_int_eq(call_to(hub, "keep", "echo", NULL, &r), 0);
+    run_until(hub, &r.done, 1, 5000);
+    keep = pid_of(hub, "keep");
+    fds = count_fds();
+    children = count_children();
+    ck_assert_int_eq(children, 2);
+    for (int i = 0; i < 20; i++) {
+        bool to_b = i % 2 == 0;
+
+        ck_assert_int_eq(mcpgw_hub_reload(hub, conf_of(to_b ? conf_b : conf_a), &res), 0);
+        ck_assert_uint_eq(res.kept, 1);
+        ck_assert_uint_eq(res.changed, 1);
+        ck_assert_uint_eq(to_b ? res.added : res.removed, 1);
+        call_wait(hub, "echo", "{\"message\":\"x\"}", &r);
+        ck_assert_int_eq(r.status, 0);
+        if (to_b) {
+            ck_assert_int_eq(call_to(hub, "extra", "echo", NULL, &r), 0);
+            run_until(hub, &r.done, 1, 5000);
+            ck_assert_int_eq(r.status, 0);
+        }
+        ck_assert_int_eq(pid_of(hub, "keep"), keep);
+    }
+    run_until_settled(hub);
+    ck_assert_int_eq(count_fds(), fds);
+    ck_assert_int_eq(count_children(), children);
+    ck_assert_int_eq(pid_of(hub, "keep"), keep);
+    mcpgw_hub_free(hub);
+    assert_no_children();
+}
+END_TEST
+
+/* ---- tool pinning (hub_pins.c) -------------------------------------------- */
+
+static char pin_dir[64];
+
+static mcpgw_hub *pinned_hub(const char *mode)
+{
+    char json[4096], err[512];
+    struct mcpgw_conf *conf;
+    mcpgw_hub *hub;
+    int rc;
+
+    snprintf(pin_dir, sizeof(pin_dir), "/tmp/check_hub_pins.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(pin_dir));
+    snprintf(json, sizeof(json),
+             "{\"gateway\":{\"stateDir\":\"%s\",\"toolPinning\":\"%s\"},"
+             "\"mcpServers\":{\"fake\":{\"command\":\"%s\"}}}", pin_dir, mode, fake);
+    rc = mcpgw_conf_parse(json, strlen(json), "pins.json", "/tmp", &conf, err, sizeof(err));
+    ck_assert_msg(rc == 0, "config: %s", err);
+    hub = mcpgw_hub_new(conf, &rc);
+    ck_assert_ptr_nonnull(hub);
+    return hub;
+}
+
+static void pinned_hub_free(mcpgw_hub *hub)
+{
+    char p[128];
+
+    mcpgw_hub_free(hub);
+    snprintf(p, sizeof(p), "%s/tool-pins.json", pin_dir);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s/tool-pins.json.lock", pin_dir);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s/slots", pin_dir);
+    rmdir(p);
+    rmdir(pin_dir);
+}
+
+static bool tool_served(mcpgw_hub *hub, const char *name)
+{
+    json_object *tools = mcpgw_hub_tools(hub, "fake");
+
+    for (size_t i = 0; tools && i < json_object_array_length(tools); i++) {
+        json_object *n;
+
+        if (json_object_object_get_ex(json_object_array_get_idx(tools, i), "name", &n) &&
+            strcmp(json_object_get_string(n), name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* A tool that appears after first use (fake_mcp's list_changed adds
+ * late_tool) is withheld in enforce mode until approved, and served once
+ * approved, without a restart. */
+START_TEST(pinning_enforce_withholds_new_tools_until_approved)
+{
+    mcpgw_hub *hub = pinned_hub("enforce");
+    const char *names[] = { "late_tool" };
+    struct result r;
+    size_t n = 0;
+    char err[256], p[128];
+    struct stat st;
+
+    call_wait(hub, "echo", "{\"message\":\"x\"}", &r);
+    ck_assert_int_eq(r.status, 0);
+    snprintf(p, sizeof(p), "%s/tool-pins.json", pin_dir);
+    ck_assert_int_eq(stat(p, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 07777, 0600);
+    call_wait(hub, "list_changed", NULL, &r);
+    ck_assert_int_eq(r.status, 0);
+    /* Held while the refresh runs, then refused as withheld. */
+    memset(&r, 0, sizeof(r));
+    ck_assert_int_eq(call(hub, "late_tool", "{\"message\":\"y\"}", &r, NULL, NULL), 0);
+    run_until(hub, &r.done, 1, 10000);
+    ck_assert_int_eq(r.status, MCPGW_EFORBIDDEN);
+    ck_assert_msg(strstr(r.error, "tool 'late_tool' of server 'fake' changed since it was "
+                         "approved"), "%s", r.error);
+    ck_assert(!tool_served(hub, "late_tool"));
+    ck_assert(tool_served(hub, "echo"));
+    ck_assert_int_eq(call(hub, "late_tool", NULL, &r, NULL, NULL), MCPGW_EFORBIDDEN);
+
+    ck_assert_int_eq(mcpgw_hub_approve_tools(hub, "fake", names, 1, &n, err, sizeof(err)), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert(tool_served(hub, "late_tool"));
+    call_wait(hub, "late_tool", "{\"message\":\"y\"}", &r);
+    ck_assert_int_eq(r.status, 0);
+    pinned_hub_free(hub);
+}
+END_TEST
+
+/* A definition that differs from its pin (as after a rug pull) is withheld
+ * from the start; an approval written by another process (the CLI) is
+ * picked up at the next call. */
+START_TEST(pinning_enforce_catches_a_changed_definition)
+{
+    static const char zero_pin[] =
+        "{\"servers\":{\"fake\":{\"echo\":"
+        "\"0000000000000000000000000000000000000000000000000000000000000000\"}}}\n";
+    mcpgw_hub *hub = pinned_hub("enforce");
+    json_object *tools;
+    struct result r;
+    char p[128], err[256];
+    size_t n = 0;
+    int fd;
+
+    snprintf(p, sizeof(p), "%s/tool-pins.json", pin_dir);
+    fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, zero_pin, sizeof(zero_pin) - 1), (ssize_t)sizeof(zero_pin) - 1);
+    close(fd);
+
+    memset(&r, 0, sizeof(r));
+    ck_assert_int_eq(call(hub, "echo", "{\"message\":\"x\"}", &r, NULL, NULL), 0);
+    run_until(hub, &r.done, 1, 10000);
+    ck_assert_int_eq(r.status, MCPGW_EFORBIDDEN);
+    /* Every other tool is new to the pins: withheld too. */
+    ck_assert_int_eq(json_object_array_length(mcpgw_hub_tools(hub, "fake")), 0);
+
+    tools = json_object_get(hub->srvs[0]->tools_all);
+    ck_assert_int_eq(mcpgw_pins_approve(p, "fake", tools, NULL, 0, &n, err, sizeof(err)), 0);
+    json_object_put(tools);
+    ck_assert_uint_gt(n, 5);
+    call_wait(hub, "echo", "{\"message\":\"x\"}", &r);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_str_eq(r.text, "Echo: x");
+    pinned_hub_free(hub);
+}
+END_TEST
+
+START_TEST(pinning_warn_serves_and_off_writes_nothing)
+{
+    mcpgw_hub *hub = pinned_hub("warn");
+    struct result r;
+    char p[128];
+
+    call_wait(hub, "list_changed", NULL, &r);
+    call_wait(hub, "late_tool", "{\"message\":\"y\"}", &r);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert(tool_served(hub, "late_tool"));
+    pinned_hub_free(hub);
+
+    hub = pinned_hub("off");
+    call_wait(hub, "echo", "{\"message\":\"x\"}", &r);
+    ck_assert_int_eq(r.status, 0);
+    snprintf(p, sizeof(p), "%s/tool-pins.json", pin_dir);
+    ck_assert_int_eq(access(p, F_OK), -1);
+    pinned_hub_free(hub);
 }
 END_TEST
 
@@ -1205,6 +1782,15 @@ int main(void)
     tcase_add_test(tc, stderr_flood_is_drained_and_capped);
     tcase_add_test(tc, thousand_crash_cycles);
     tcase_add_test(tc, kill_9_of_the_gateway_ends_its_servers);
+    tcase_add_test(tc, reload_keeps_unchanged_servers_and_adds_new_ones);
+    tcase_add_test(tc, reload_removes_a_server_and_fails_its_calls);
+    tcase_add_test(tc, reload_restarts_a_changed_server);
+    tcase_add_test(tc, refused_reload_changes_nothing);
+    tcase_add_test(tc, twenty_reloads_leave_nothing_behind);
+    tcase_add_test(tc, reload_posted_to_the_hub_thread);
+    tcase_add_test(tc, pinning_enforce_withholds_new_tools_until_approved);
+    tcase_add_test(tc, pinning_enforce_catches_a_changed_definition);
+    tcase_add_test(tc, pinning_warn_serves_and_off_writes_nothing);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -1,6 +1,6 @@
 // ops.js - operating the daemon (tests/wsd-ops.test), one scenario per run:
 //   node ops.js drain    SIGTERM with calls in flight
-//   node ops.js hup      SIGHUP: new settings, revoked token, bad config
+//   node ops.js hup      SIGHUP: new settings, revoked token, bad config, mcpServers
 //   node ops.js limits   connection limits answered with precise 503s
 //   node ops.js unix     the same protocol over a unix socket
 'use strict';
@@ -75,6 +75,41 @@ const scenarios = {
       c.call('ok', 'fake', 'echo', { message: 'fine' });
       assert.equal((await c.answer('ok')).type, 'tool_response');
       fs.writeFileSync(process.env.WSD_CONF, good);
+      await c.close();
+    }],
+    ['SIGHUP applies mcpServers: added callable, removed gone, the rest untouched', async () => {
+      const c = await Client.connect(WSURL, bearer(T.keep));
+      const starts = (id) => log().split('\n').filter((l) => l.includes(`starting server '${id}' (pid`));
+      const fakeStarts = starts('fake').length;
+      // One call in flight on a server that stays, one on the server to go.
+      c.call('across', 'fake', 'sleep', { ms: 800, message: 'across the reload' });
+      c.call('doomed', 'crashy', 'hang', {});
+      await sleep(150);
+      const conf = JSON.parse(fs.readFileSync(process.env.WSD_CONF, 'utf8'));
+      conf.mcpServers.late = { command: conf.mcpServers.fake.command };
+      delete conf.mcpServers.crashy;
+      fs.writeFileSync(process.env.WSD_CONF, JSON.stringify(conf));
+      process.kill(pid, 'SIGHUP');
+      const doomed = await c.answer('doomed', 5000);
+      assert.deepEqual([doomed.type, doomed.data.code], ['error', 'server_unavailable']);
+      assert.match(doomed.data.error, /removed by a reload/);
+      await waitFor(() => /configuration reloaded: 3 servers kept running as they were, 1 added, 0 changed, 1 removed/.test(log()),
+                    5000, 'the reload of mcpServers');
+      c.call('new', 'late', 'echo', { message: 'added by SIGHUP' });
+      const added = await c.answer('new', 10000);
+      assert.equal(added.type, 'tool_response', JSON.stringify(added));
+      assert.equal(added.data.result.content[0].text, 'Echo: added by SIGHUP');
+      c.call('gone', 'crashy', 'echo', { message: 'x' });
+      assert.equal((await c.answer('gone')).data.code, 'unknown_server');
+      const across = await c.answer('across', 5000);
+      assert.equal(across.type, 'tool_response');
+      assert.equal(across.data.result.content[0].text, 'across the reload');
+      assert.equal(starts('fake').length, fakeStarts, 'fake was not restarted');
+      c.send({ type: 'list_servers', id: 'ls' });
+      const ls = await c.next((m) => m.id === 'ls');
+      assert.deepEqual(ls.data.servers.map((x) => x.id).sort(), ['everything', 'fake', 'late', 'memory']);
+      await waitFor(() => log().includes("server 'crashy' stopped after the reload"), 8000,
+                    'the removed server to stop');
       await c.close();
     }],
   ],
