@@ -26,6 +26,7 @@
 #include "limits.h"
 #include "log.h"
 #include "origin.h"
+#include "peer.h"
 
 /* The build passes both; a hand compile of this file alone still works. */
 #ifndef SYSCONFDIR
@@ -443,7 +444,8 @@ static int field_ll(struct ctx *c, json_object *obj, const char *key,
     return rc;
 }
 
-/* The same for an int (min and max within int's range). */static int field_int(struct ctx *c, json_object *obj, const char *key,
+/* The same for an int (min and max within int's range). */
+static int field_int(struct ctx *c, json_object *obj, const char *key,
                      long long min, long long max, int *out)
 {
     long long x = *out;
@@ -1143,7 +1145,8 @@ static int parse_servers(struct ctx *c, json_object *v, struct mcpgw_conf *conf)
 static const char *const top_keys[] = { "gateway", "mcpServers", "$schema", NULL };
 static const char *const gateway_keys[] = {
     "listen", "tokenFile", "requireAuth", "log", "allowedOrigins", "limits", "stateDir",
-    "ticketTtlMs", "maxServerProcesses", "events", "sse", "fcgi", "websocket", NULL
+    "ticketTtlMs", "maxServerProcesses", "events", "sse", "fcgi", "websocket", "tokenLimits",
+    "trustedProxies", "toolPinning", NULL
 };
 static const char *const events_keys[] = {
     "backend", "dir", "redis", "maxEvents", "maxAgeMs", "maxBytes", "includeParams", NULL
@@ -1153,7 +1156,10 @@ static const char *const sse_keys[] = { "maxStreamMs", "retryMs", "maxStreams", 
 static const char *const fcgi_keys[] = { "threads", NULL };
 static const char *const websocket_keys[] = {
     "pingIntervalMs", "maxMissedPongs", "maxFragments", "outputHighBytes", "outputMaxBytes",
-    "maxAuthFailures", NULL
+    "maxAuthFailures", "restThreads", NULL
+};
+static const char *const token_limits_keys[] = {
+    "maxConcurrentCalls", "callsPerSecond", "burst", NULL
 };
 static const char *const log_keys[] = { "file", "level", "syslog", NULL };
 static const char *const limits_keys[] = {
@@ -1161,6 +1167,44 @@ static const char *const limits_keys[] = {
     "maxInFlightPerConnection", "heartbeatIntervalMs", "handshakeTimeoutMs", "idleTimeoutMs",
     NULL
 };
+
+static int check_trusted_proxy(struct ctx *c, const char *s, char **copy)
+{
+    struct mcpgw_netblock b;
+    char show[SHOWBUF], why[160];
+
+    (void)copy;
+    if (mcpgw_peer_parse_block(s, &b, why, sizeof(why)) < 0)
+        return fail(c, "%s, got %s", why, quote(show, sizeof(show), s, strlen(s)));
+    return 0;
+}
+
+/* gateway.trustedProxies: checked as strings (precise messages, no
+ * duplicates), kept as blocks.  Never NULL once set, even when empty: an
+ * empty list trusts no proxy, an absent one gets the default. */
+static int parse_trusted_proxies(struct ctx *c, json_object *v, struct mcpgw_conf *conf)
+{
+    char **strs = NULL;
+    size_t n = 0;
+    int rc;
+
+    rc = get_strv(c, v, "addresses", "addresses", MCPGW_TRUSTED_PROXIES_MAX, true, true,
+                  check_trusted_proxy, &strs, &n);
+    if (rc < 0)
+        return rc;
+    free(conf->trusted_proxies);
+    conf->trusted_proxies = calloc(n + 1, sizeof(*conf->trusted_proxies));
+    conf->ntrusted_proxies = 0;
+    if (!conf->trusted_proxies) {
+        strv_free(strs);
+        return oom(c);
+    }
+    for (size_t i = 0; i < n; i++)
+        mcpgw_peer_parse_block(strs[i], &conf->trusted_proxies[i], NULL, 0);
+    conf->ntrusted_proxies = n;
+    strv_free(strs);
+    return 0;
+}
 
 static int parse_log(struct ctx *c, json_object *v, struct mcpgw_conf *conf)
 {
@@ -1355,10 +1399,25 @@ static int parse_websocket(struct ctx *c, json_object *v, void *arg)
     if (rc == 0)
         rc = field_int(c, v, "maxAuthFailures", 1, MCPGW_WS_AUTH_FAILURES_MAX,
                        &w->max_auth_failures);
+    if (rc == 0)
+        rc = field_int(c, v, "restThreads", 1, MCPGW_WSD_REST_THREADS_MAX, &w->rest_threads);
     if (rc == 0 && high > max)
         rc = fail(c, "outputHighBytes (%d) must not exceed outputMaxBytes (%d)", high, max);
     w->outq_high_bytes = (size_t)high;
     w->outq_max_bytes = (size_t)max;
+    return rc;
+}
+
+static int parse_token_limits(struct ctx *c, json_object *v, void *arg)
+{
+    struct mcpgw_conf_token_limits *t = arg;
+    int rc = field_int(c, v, "maxConcurrentCalls", 1, MCPGW_TOKEN_CONCURRENT_MAX,
+                       &t->max_concurrent);
+
+    if (rc == 0)
+        rc = field_int(c, v, "callsPerSecond", 1, MCPGW_TOKEN_RATE_MAX, &t->per_second);
+    if (rc == 0)
+        rc = field_int(c, v, "burst", 1, MCPGW_TOKEN_RATE_MAX, &t->burst);
     return rc;
 }
 
@@ -1388,6 +1447,24 @@ static int parse_gateway(struct ctx *c, json_object *v, struct mcpgw_conf *conf)
         rc = field_bool(c, v, "requireAuth", &conf->require_auth);
     if (rc < 0)
         return rc;
+    if (json_object_object_get_ex(v, "toolPinning", &f)) {
+        static const char *const modes[] = { "off", "warn", "enforce" };
+        const char *str = NULL;
+        char show[SHOWBUF];
+        size_t i;
+
+        mark = path_push(c, "toolPinning");
+        rc = get_str(c, f, false, &str);
+        if (rc < 0)
+            return rc;
+        for (i = 0; i < 3 && strcmp(str, modes[i]) != 0; i++)
+            ;
+        if (i == 3)
+            return fail(c, "expected one of \"off\", \"warn\", \"enforce\", got %s",
+                        describe(f, show, sizeof(show)));
+        conf->tool_pinning = (enum mcpgw_tool_pinning)i;
+        path_pop(c, mark);
+    }
     if (json_object_object_get_ex(v, "log", &f)) {
         mark = path_push(c, "log");
         rc = parse_log(c, f, conf);
@@ -1399,6 +1476,13 @@ static int parse_gateway(struct ctx *c, json_object *v, struct mcpgw_conf *conf)
         mark = path_push(c, "allowedOrigins");
         rc = get_strv(c, f, "origins", "origins", MCPGW_ORIGINS_MAX, true, true, check_origin,
                       &conf->allowed_origins, &conf->norigins);
+        if (rc < 0)
+            return rc;
+        path_pop(c, mark);
+    }
+    if (json_object_object_get_ex(v, "trustedProxies", &f)) {
+        mark = path_push(c, "trustedProxies");
+        rc = parse_trusted_proxies(c, f, conf);
         if (rc < 0)
             return rc;
         path_pop(c, mark);
@@ -1425,6 +1509,9 @@ static int parse_gateway(struct ctx *c, json_object *v, struct mcpgw_conf *conf)
         rc = section(c, v, "fcgi", fcgi_keys, parse_fcgi, &conf->fcgi_threads);
     if (rc == 0)
         rc = section(c, v, "websocket", websocket_keys, parse_websocket, &conf->websocket);
+    if (rc == 0)
+        rc = section(c, v, "tokenLimits", token_limits_keys, parse_token_limits,
+                     &conf->token_limits);
     return rc;
 }
 
@@ -1703,6 +1790,10 @@ static int parse_into(struct ctx *c, struct mcpgw_conf *conf, const char *text, 
     conf->websocket.outq_high_bytes = MCPGW_WS_OUTQ_HIGH_DEFAULT;
     conf->websocket.outq_max_bytes = MCPGW_WS_OUTQ_MAX_DEFAULT;
     conf->websocket.max_auth_failures = MCPGW_WS_AUTH_FAILURES_DEFAULT;
+    conf->websocket.rest_threads = MCPGW_WSD_REST_THREADS_DEFAULT;
+    conf->token_limits.max_concurrent = MCPGW_TOKEN_CONCURRENT_DEFAULT;
+    conf->token_limits.per_second = MCPGW_TOKEN_RATE_DEFAULT;
+    conf->token_limits.burst = MCPGW_TOKEN_BURST_DEFAULT;
 
     if (!json_object_is_type(root, json_type_object)) {
         char show[SHOWBUF];
@@ -1738,6 +1829,20 @@ static int parse_into(struct ctx *c, struct mcpgw_conf *conf, const char *text, 
             goto out;
         }
         conf->nlisten = 1;
+    }
+    if (!conf->trusted_proxies) {
+        /* Loopback and unix sockets: the web server on this host
+         * (docs/security.md, "Clients behind a proxy"). */
+        static const char *const local[] = { "127.0.0.0/8", "::1", "unix" };
+
+        conf->trusted_proxies = calloc(3, sizeof(*conf->trusted_proxies));
+        if (!conf->trusted_proxies) {
+            rc = oom(c);
+            goto out;
+        }
+        for (size_t i = 0; i < 3; i++)
+            mcpgw_peer_parse_block(local[i], &conf->trusted_proxies[i], NULL, 0);
+        conf->ntrusted_proxies = 3;
     }
     if (!conf->token_file && path_join(conf->dir, "tokens.json", &conf->token_file) < 0) {
         rc = fail(c, "default tokenFile: path is longer than %d bytes", PATH_MAX - 1);
@@ -1941,6 +2046,7 @@ void mcpgw_conf_free(struct mcpgw_conf *conf)
     free(conf->token_file);
     free(conf->log_file);
     strv_free(conf->allowed_origins);
+    free(conf->trusted_proxies);
     free(conf->state_dir);
     free(conf->events.dir);
     free(conf->events.redis_host);

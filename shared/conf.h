@@ -25,10 +25,20 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "peer.h"
+
 enum mcpgw_restart_policy {
     MCPGW_RESTART_ON_FAILURE = 0,   /* default: restart after a crash or hang */
     MCPGW_RESTART_ALWAYS,           /* also after a clean exit */
     MCPGW_RESTART_NEVER             /* stay down (state "disabled") */
+};
+
+/* gateway.toolPinning (pins.h): what happens when a tool's definition is
+ * not the one approved. */
+enum mcpgw_tool_pinning {
+    MCPGW_PINNING_OFF = 0,      /* "off" (default): not checked */
+    MCPGW_PINNING_WARN,         /* "warn": logged, still served */
+    MCPGW_PINNING_ENFORCE       /* "enforce": withheld until approved */
 };
 
 struct mcpgw_conf_env {
@@ -95,6 +105,14 @@ struct mcpgw_conf_sse {
     int max_streams;            /* sse.maxStreams: open streams per process */
 };
 
+/* gateway.tokenLimits: each token's tool calls, over every gateway process
+ * on the host (quota.h). */
+struct mcpgw_conf_token_limits {
+    int max_concurrent;         /* tokenLimits.maxConcurrentCalls */
+    int per_second;             /* tokenLimits.callsPerSecond */
+    int burst;                  /* tokenLimits.burst */
+};
+
 struct mcpgw_conf_websocket {
     int ping_interval_ms;       /* websocket.pingIntervalMs */
     int max_missed_pongs;       /* websocket.maxMissedPongs */
@@ -102,6 +120,7 @@ struct mcpgw_conf_websocket {
     size_t outq_high_bytes;     /* websocket.outputHighBytes: stop reading above */
     size_t outq_max_bytes;      /* websocket.outputMaxBytes: close (1008) above */
     int max_auth_failures;      /* websocket.maxAuthFailures before close */
+    int rest_threads;           /* websocket.restThreads: mcpgw-wsd's /api/v1 pool */
 };
 
 struct mcpgw_conf {
@@ -111,11 +130,16 @@ struct mcpgw_conf {
     size_t nlisten;
     char *token_file;           /* gateway.tokenFile, absolute; default <dir>/tokens.json */
     bool require_auth;          /* gateway.requireAuth (default true) */
+    enum mcpgw_tool_pinning tool_pinning;   /* gateway.toolPinning */
     char *log_file;             /* gateway.log.file, absolute; default <dir>/logs/gateway.log */
     int log_level;              /* gateway.log.level -> enum mcpgw_log_level */
     bool log_syslog;            /* gateway.log.syslog (default false) */
     char **allowed_origins;     /* gateway.allowedOrigins, NULL-terminated; NULL = loopback only */
     size_t norigins;
+    /* gateway.trustedProxies: peers whose X-Forwarded-For is believed
+     * (peer.h).  Default: loopback and unix sockets; [] trusts none. */
+    struct mcpgw_netblock *trusted_proxies;
+    size_t ntrusted_proxies;
     struct mcpgw_conf_limits limits;
     char *state_dir;            /* gateway.stateDir, absolute; default LOCALSTATEDIR "/lib/mcpgw" */
     int ticket_ttl_ms;          /* gateway.ticketTtlMs */
@@ -124,6 +148,7 @@ struct mcpgw_conf {
     struct mcpgw_conf_events events;        /* gateway.events */
     struct mcpgw_conf_sse sse;              /* gateway.sse */
     struct mcpgw_conf_websocket websocket;  /* gateway.websocket */
+    struct mcpgw_conf_token_limits token_limits;    /* gateway.tokenLimits */
     struct mcpgw_conf_server *servers;
     size_t nservers;
 };

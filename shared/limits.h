@@ -39,6 +39,10 @@
 /* Shutdown: close stdin, wait, SIGTERM the group, wait, SIGKILL. */
 #define MCPGW_STOP_STDIN_GRACE        2000
 #define MCPGW_STOP_TERM_GRACE         2000
+/* A server whose settings a reload changed (mcpgw_hub_reload): calls in
+ * flight on its old process may finish for this long (as long as wsd's
+ * SIGTERM grace) before they fail and that process is stopped. */
+#define MCPGW_RELOAD_GRACE            10000
 /* Live MCP server processes on the whole host, across every gateway process
  * (slots.h): mod_fcgid may start many FastCGI processes, each with a hub. */
 #define MCPGW_SERVER_PROCS_DEFAULT    64
@@ -151,6 +155,16 @@
 #define MCPGW_HTTP_CONN_MEMORY        (8u * 1024)
 #define MCPGW_CONN_REFUSE_SLACK       64
 #define MCPGW_USER_AGENT_MAX          200
+/* wsd near the open-file limit (RLIMIT_NOFILE): a new connection whose
+ * socket lands in the top MCPGW_FD_HEADROOM descriptors is refused with a
+ * 503, so that spawning an MCP server (pipes, an errno pipe, a pidfd) and
+ * reopening the log, token or event files still find descriptors.  At
+ * EMFILE itself the refusal goes out through a reserve descriptor; if that
+ * cannot be had back, accepting pauses this long.  At most
+ * MCPGW_ACCEPT_BATCH connections are accepted per loop turn. */
+#define MCPGW_FD_HEADROOM             32
+#define MCPGW_ACCEPT_PAUSE            250
+#define MCPGW_ACCEPT_BATCH            64
 
 /* SSE streams.  A response ends itself (with a retry: hint) before
  * mod_fcgid's FcgidBusyTimeout (300 s) would kill it; EventSource then
@@ -167,6 +181,16 @@
 /* FastCGI responder threads (each blocks on one request or stream). */
 #define MCPGW_FCGI_THREADS_DEFAULT    16
 #define MCPGW_FCGI_THREADS_MAX        1024
+/* mcpgw-wsd's /api/v1 routes (standalone mode): REST requests run on a pool
+ * of websocket.restThreads threads; at most BACKLOG per thread wait for
+ * one, and past that a request gets 503 at once.  Event streams get a
+ * thread each (small stack), up to sse.maxStreams.  A response's output
+ * waits for the client in a queue of at most OUTQ bytes: a route that
+ * writes faster blocks (its thread, not the loop). */
+#define MCPGW_WSD_REST_THREADS_DEFAULT 16
+#define MCPGW_WSD_REST_THREADS_MAX    1024
+#define MCPGW_WSD_REST_BACKLOG        8
+#define MCPGW_WSD_REST_OUTQ           (256u * 1024)
 /* The head of a FastCGI request - FCGI_BEGIN_REQUEST and the PARAMS
  * stream, record framing included - is looked at before libfcgi reads it:
  * libfcgi allocates whatever a name or value length claims (up to 2 GiB,
@@ -213,9 +237,35 @@
 #define MCPGW_TOKEN_NAME_MAX          64
 #define MCPGW_TOKEN_SCOPES_MAX        64
 #define MCPGW_TOKEN_FILE_BYTES_MAX    (4u * 1024 * 1024)
+/* <stateDir>/tool-pins.json: a 64-hex hash per tool of every server. */
+#define MCPGW_PINS_FILE_BYTES_MAX     (4u * 1024 * 1024)
 /* A presented token (auth message, header) longer than this is refused
  * without hashing it. */
 #define MCPGW_TOKEN_BYTES_MAX         512
+
+/* Per-token limits on tool calls (quota.h), host-wide: calls in flight, and
+ * a rate (calls per second, with a burst).  Far above what one person's
+ * agent does; they bound what one leaked or runaway token can take. */
+#define MCPGW_TOKEN_CONCURRENT_DEFAULT 256
+#define MCPGW_TOKEN_CONCURRENT_MAX    100000
+#define MCPGW_TOKEN_RATE_DEFAULT      500
+#define MCPGW_TOKEN_BURST_DEFAULT     1000
+#define MCPGW_TOKEN_RATE_MAX          1000000
+/* The quota table: entries (tokens calling at the same time; an idle one is
+ * reused) and gateway processes sharing it (each owns a row of counters;
+ * a process past this many keeps a table of its own). */
+#define MCPGW_QUOTA_KEYS              MCPGW_TOKENS_MAX
+#define MCPGW_QUOTA_PROCS             64
+
+/* Clients behind reverse proxies (peer.h): at most this many
+ * gateway.trustedProxies entries; X-Forwarded-For entries read from the
+ * right (past them the leftmost read is the client); bytes of one entry
+ * (an IPv6 address with brackets and a port is 47); bytes of the headers
+ * examined before the header is taken as malformed. */
+#define MCPGW_TRUSTED_PROXIES_MAX     64
+#define MCPGW_FORWARDED_HOPS_MAX      16
+#define MCPGW_FORWARDED_ENTRY_MAX     64
+#define MCPGW_FORWARDED_SCAN_MAX      2048
 
 /* Logging: one line is cut here (with a marker), so a huge value cannot
  * make a huge log line. */

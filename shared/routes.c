@@ -28,6 +28,7 @@
 #include "hub_internal.h"
 #include "limits.h"
 #include "log.h"
+#include "quota.h"
 #include "routes.h"
 #include "ticket.h"
 #include "token.h"
@@ -61,6 +62,7 @@ struct mcpgw_routes {
     const struct mcpgw_conf *conf;
     mcpgw_hub *hub;
     mcpgw_events *events;
+    mcpgw_quota *quota;         /* per-token limits on tool calls; NULL without a hub */
     char component[16];
     pthread_rwlock_t tok_lock;  /* tokens, tok_exists, tok_st: read to verify */
     mcpgw_tokens *tokens;
@@ -104,6 +106,10 @@ struct box {
 /* One request being served. */
 struct req {
     mcpgw_routes *rt;
+    /* The config this request runs on: the hub's current one, which a
+     * SIGHUP reload replaces (old ones stay alive, hub.h), so a request
+     * sees one config from start to end. */
+    const struct mcpgw_conf *conf;
     const struct mcpgw_http_request *hr;
     const struct mcpgw_http_writer *w;
     const char *origin;         /* allowed Origin to answer CORS for, or NULL */
@@ -279,7 +285,7 @@ static enum auth authenticate(struct req *r, bool allow_ticket)
         return AUTH_NONE;
     if (n < 0)
         return AUTH_BAD;
-    n = mcpgw_ticket_redeem(r->rt->conf, ticket, (size_t)n, &r->who.info);
+    n = mcpgw_ticket_redeem(r->conf, ticket, (size_t)n, &r->who.info);
     if (n == MCPGW_EAUTH)
         return AUTH_BAD;
     if (n < 0) {
@@ -378,19 +384,16 @@ static int send_error_h(struct req *r, int status, const char *code,
 
 static int send_auth_error(struct req *r, enum auth a)
 {
-    static const struct mcpgw_http_header req_h[] = {
-        { "WWW-Authenticate", "Bearer realm=\"mcpgw\"" } };
-    static const struct mcpgw_http_header bad_h[] = {
-        { "WWW-Authenticate", "Bearer realm=\"mcpgw\", error=\"invalid_token\"" } };
+    static const struct mcpgw_http_header h[] = {
+        { "WWW-Authenticate", MCPGW_ROUTES_401_CHALLENGE } };
 
     if (a == AUTH_ERROR)
         return send_error(r, 500, MCPGW_CODE_INTERNAL, "cannot check credentials");
-    if (a == AUTH_NONE)
-        return send_error_h(r, 401, MCPGW_CODE_AUTH_REQUIRED, req_h, 1,
-                            "authentication required: send Authorization: Bearer <token>");
-    /* One body for every kind of bad credential: malformed, unknown,
-     * revoked, expired, used ticket (check D1). */
-    return send_error_h(r, 401, MCPGW_CODE_AUTH_FAILED, bad_h, 1, "invalid credentials");
+    /* One answer, byte for byte, whether the credentials are missing,
+     * malformed, unknown, expired, revoked or a used ticket: no client can
+     * learn which names exist or which tokens were once good (issue #6
+     * section 3). */
+    return send_error_h(r, 401, MCPGW_CODE_AUTH_REQUIRED, h, 1, "%s", MCPGW_ROUTES_401_TEXT);
 }
 
 /* Authenticate for a route that needs an identity. 0, or the response
@@ -401,7 +404,7 @@ static bool require_identity(struct req *r, int *rc)
 
     if (a == AUTH_OK)
         return true;
-    if (a == AUTH_NONE && !r->rt->conf->require_auth) {
+    if (a == AUTH_NONE && !r->conf->require_auth) {
         r->who.open_access = true;
         return true;
     }
@@ -551,7 +554,7 @@ static int add_server_json(struct mcpgw_buf *o, const struct mcpgw_server_health
 /* Collect every server's health (on the loop thread). */
 static int collect_health(struct req *r, struct box *b)
 {
-    size_t n = r->rt->conf->nservers;
+    size_t n = r->conf->nservers;
 
     b->health = calloc(n ? n : 1, sizeof(*b->health));
     if (!b->health)
@@ -736,6 +739,11 @@ static int send_hub_error(struct req *r, struct box *b, const char *server, cons
     case MCPGW_EUNKNOWNTOOL:
         return send_error(r, 404, MCPGW_CODE_UNKNOWN_TOOL, "server '%s' has no tool '%s'", server,
                           tool ? tool : "");
+    case MCPGW_EFORBIDDEN:
+        /* Scopes are checked before the hub; from the hub this is pinning. */
+        return send_error(r, 403, MCPGW_CODE_FORBIDDEN, "tool '%s' of server '%s' changed since "
+                          "it was approved; it is withheld until an operator approves it",
+                          tool ? tool : "", server);
     case MCPGW_EBUSY:
         h[nh++] = (struct mcpgw_http_header){ "Retry-After", "1" };
         return send_error_h(r, 429, MCPGW_CODE_RATE_LIMITED, h, nh,
@@ -771,6 +779,19 @@ static int send_hub_error(struct req *r, struct box *b, const char *server, cons
     }
 }
 
+static int send_quota_error(struct req *r, const struct mcpgw_quota_refusal *why)
+{
+    char text[400], retry[16];
+    struct mcpgw_http_header h[1] = { { "Retry-After", retry } };
+
+    /* Whole seconds (RFC 9110 section 10.2.3), rounded up, at least 1. */
+    snprintf(retry, sizeof(retry), "%u",
+             why->retry_after_ms > 1000 ? (why->retry_after_ms + 999) / 1000 : 1);
+    mcpgw_quota_describe(why, r->who.info.name, text, sizeof(text));
+    mcpgw_log_info(r->rt->component, "refused a call: %s", text);
+    return send_error_h(r, 429, MCPGW_CODE_RATE_LIMITED, h, 1, "%s", text);
+}
+
 static bool server_id_ok(const char *s)
 {
     size_t n = strlen(s);
@@ -793,12 +814,12 @@ static int route_tools(struct req *r, const char *server)
 
     if (!require_identity(r, &rc))
         return rc;
-    if (!server_id_ok(server) || !mcpgw_conf_server(r->rt->conf, server))
+    if (!server_id_ok(server) || !mcpgw_conf_server(r->conf, server))
         return send_error(r, 404, MCPGW_CODE_UNKNOWN_SERVER, "unknown server '%s'", server);
     if (!ident_allows(&r->who, server, NULL))
         return send_error(r, 403, MCPGW_CODE_FORBIDDEN, "this token may not use server '%s'",
                           server);
-    box_init(&b, r->rt, r->rt->conf->limits.max_message_bytes + 65536);
+    box_init(&b, r->rt, r->conf->limits.max_message_bytes + 65536);
     b.server = server;
     b.who = &r->who;
     rc = box_run(&b, tools_start);
@@ -922,8 +943,8 @@ static int refuse(int sent)
 static int parse_call(struct req *r, const struct mcpgw_buf *body, json_object **root,
                       const char **server, const char **tool, json_object **params)
 {
-    struct mcpgw_codec_limits lim = { r->rt->conf->limits.max_message_bytes,
-                                      r->rt->conf->limits.max_json_depth };
+    struct mcpgw_codec_limits lim = { r->conf->limits.max_message_bytes,
+                                      r->conf->limits.max_json_depth };
     struct mcpgw_codec_error cerr;
     json_object *v;
     int rc;
@@ -1013,12 +1034,13 @@ static int route_call(struct req *r)
     json_object *root = NULL, *params = NULL;
     struct mcpgw_buf body, tmp;
     struct box b;
+    struct mcpgw_quota_hold hold = MCPGW_QUOTA_HOLD_INIT;
     bool started = false, linked = false;
     int rc;
 
-    mcpgw_buf_init(&body, r->rt->conf->limits.max_message_bytes);
+    mcpgw_buf_init(&body, r->conf->limits.max_message_bytes);
     mcpgw_buf_init(&tmp, PROGRESS_QUEUE_MAX + 1024);
-    box_init(&b, r->rt, r->rt->conf->limits.max_message_bytes + 65536);
+    box_init(&b, r->rt, r->conf->limits.max_message_bytes + 65536);
     if (!require_identity(r, &rc))
         goto out;
     if (!mcpgw_http_media_is(ctype, "application/json")) {
@@ -1040,7 +1062,7 @@ static int route_call(struct req *r)
         rc = r->gone ? -EPIPE : 0;
         goto out;
     }
-    if (!mcpgw_conf_server(r->rt->conf, server)) {
+    if (!mcpgw_conf_server(r->conf, server)) {
         rc = send_error(r, 404, MCPGW_CODE_UNKNOWN_SERVER, "unknown server '%s'", server);
         goto out;
     }
@@ -1048,6 +1070,17 @@ static int route_call(struct req *r)
         rc = send_error(r, 403, MCPGW_CODE_FORBIDDEN, "this token may not call '%s' on '%s'",
                         tool, server);
         goto out;
+    }
+    /* Checked last, so a call refused for any other reason takes nothing
+     * from the token's allowance.  Anonymous calls (requireAuth off) have
+     * no token to count against. */
+    if (r->who.authenticated) {
+        struct mcpgw_quota_refusal why;
+
+        if (mcpgw_quota_acquire(r->rt->quota, r->who.info.name, &hold, &why) < 0) {
+            rc = send_quota_error(r, &why);
+            goto out;
+        }
     }
     b.server = server;
     b.tool = tool;
@@ -1089,6 +1122,9 @@ static int route_call(struct req *r)
         if (b.done)
             break;
     }
+    /* The call is over (result, error, timeout or cancel): what is left is
+     * writing the answer. */
+    mcpgw_quota_release(r->rt->quota, &hold);
     if (!started) {
         if (b.status < 0) {
             rc = send_hub_error(r, &b, server, tool);
@@ -1123,6 +1159,7 @@ static int route_call(struct req *r)
     if (rc == 0)
         rc = w_flush(r);
 out:
+    mcpgw_quota_release(r->rt->quota, &hold);
     if (linked) {
         pthread_mutex_lock(&r->rt->lock);
         if (b.prev)
@@ -1155,15 +1192,15 @@ static int route_ticket(struct req *r)
     a = authenticate(r, false);
     if (a != AUTH_OK)
         return send_auth_error(r, a);
-    rc = mcpgw_ticket_issue(r->rt->conf, &r->who.tok, ticket, sizeof(ticket), err, sizeof(err));
+    rc = mcpgw_ticket_issue(r->conf, &r->who.tok, ticket, sizeof(ticket), err, sizeof(err));
     if (rc < 0) {
         mcpgw_log_error(r->rt->component, "cannot issue a ticket: %s", err);
         return send_error(r, 500, MCPGW_CODE_INTERNAL, "cannot issue a ticket");
     }
     mcpgw_buf_init(&o, 1024);
     rc = mcpgw_buf_printf(&o, "{\"ticket\":\"%s\",\"expiresInMs\":%d,\"expiresAt\":%" PRId64 "}",
-                          ticket, r->rt->conf->ticket_ttl_ms,
-                          mcpgw_now_ms() + r->rt->conf->ticket_ttl_ms);
+                          ticket, r->conf->ticket_ttl_ms,
+                          mcpgw_now_ms() + r->conf->ticket_ttl_ms);
     rc = rc < 0 ? send_error(r, 500, MCPGW_CODE_INTERNAL, "out of memory") : send_json(r, 200, &o);
     mcpgw_buf_release(&o);
     memset(ticket, 0, sizeof(ticket));
@@ -1346,7 +1383,7 @@ static void stream_release(mcpgw_routes *rt)
 static int route_events(struct req *r)
 {
     mcpgw_routes *rt = r->rt;
-    const struct mcpgw_conf *conf = rt->conf;
+    const struct mcpgw_conf *conf = r->conf;
     struct stream_filter f;
     char last[MCPGW_EVENT_ID_MAX + 8], err[200];
     const char *hlast;
@@ -1592,7 +1629,7 @@ static int dispatch(struct req *r)
 
     stopping = atomic_load(&r->rt->stopping);
     if (origin) {
-        if (!mcpgw_origin_allowed(r->rt->conf, origin, mcpgw_http_header(r->hr, "host")))
+        if (!mcpgw_origin_allowed(r->conf, origin, mcpgw_http_header(r->hr, "host")))
             return send_error(r, 403, MCPGW_CODE_FORBIDDEN, "origin %s is not allowed", origin);
         r->origin = origin;
     }
@@ -1637,7 +1674,8 @@ static int dispatch(struct req *r)
 int mcpgw_routes_handle(mcpgw_routes *rt, const struct mcpgw_http_request *req,
                         const struct mcpgw_http_writer *w)
 {
-    struct req r = { .rt = rt, .hr = req, .w = w };
+    struct req r = { .rt = rt, .conf = rt->hub ? mcpgw_hub_conf(rt->hub) : rt->conf, .hr = req,
+                     .w = w };
     int rc;
 
     atomic_fetch_add(&rt->active, 1);
@@ -1708,6 +1746,21 @@ int mcpgw_routes_new(const struct mcpgw_routes_opts *opts, mcpgw_routes **out, c
     if (rc < 0)
         goto fail;
     rt->tok_exists = stat(rt->conf->token_file, &rt->tok_st) == 0;
+    if (rt->hub) {
+        const struct mcpgw_conf_token_limits *tl = &rt->conf->token_limits;
+        struct mcpgw_quota_limits lim = { (unsigned)tl->max_concurrent, (unsigned)tl->per_second,
+                                          (unsigned)tl->burst };
+        char why[4800];
+
+        rc = mcpgw_quota_new(rt->conf->state_dir, rt->conf->token_file, &lim, &rt->quota, why,
+                             sizeof(why));
+        if (rc < 0) {
+            snprintf(err, errlen, "cannot set up the per-token limits: %s", strerror(-rc));
+            goto fail;
+        }
+        if (why[0])
+            mcpgw_log_warn(rt->component, "%s", why);
+    }
     *out = rt;
     return 0;
 fail:
@@ -1722,6 +1775,7 @@ void mcpgw_routes_free(mcpgw_routes *rt)
     if (rt->stop_fd >= 0)
         close(rt->stop_fd);
     mcpgw_tokens_free(rt->tokens);
+    mcpgw_quota_free(rt->quota);
     pthread_mutex_destroy(&rt->lock);
     pthread_rwlock_destroy(&rt->tok_lock);
     free(rt);

@@ -14,7 +14,12 @@
  *   OPTIONS on each                        CORS preflight / Allow
  *
  * Errors are {"error": text, "code": one of codec.h's codes} with the
- * matching status; 401s carry WWW-Authenticate: Bearer.
+ * matching status.  Every 401 is the same response, whatever was wrong with
+ * the credentials (missing, malformed, unknown, expired, revoked, a used
+ * ticket): code auth_required, MCPGW_ROUTES_401_TEXT, and
+ * WWW-Authenticate: MCPGW_ROUTES_401_CHALLENGE; mcpgw-wsd's /ws handshake
+ * answers its 401s with the same.  A tool call over its token's limits
+ * (gateway.tokenLimits, quota.h) is 429 rate_limited with Retry-After.
  *
  * BLOCKING.  mcpgw_routes_handle() runs the whole request on the calling
  * thread and returns when the response is complete (or the client is gone).
@@ -36,6 +41,11 @@
 #include "events.h"
 #include "http.h"
 #include "hub.h"
+
+/* The one 401 (see above). */
+#define MCPGW_ROUTES_401_TEXT \
+    "authentication required: send a valid token (Authorization: Bearer <token>)"
+#define MCPGW_ROUTES_401_CHALLENGE "Bearer realm=\"mcpgw\""
 
 typedef struct mcpgw_routes mcpgw_routes;
 

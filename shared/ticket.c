@@ -109,7 +109,7 @@ static void sweep(const char *dir, time_t now)
         if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
             continue;
         /* A temporary older than the longest TTL is a crashed writer's. */
-        if ((!tmp && st.st_mtime < now) ||
+        if ((!tmp && st.st_mtime <= now) ||
             (tmp && st.st_ctime + MCPGW_TICKET_TTL_MAX / 1000 < now))
             unlinkat(dirfd(d), de->d_name, 0);
     }
@@ -160,16 +160,23 @@ int mcpgw_ticket_issue(const struct mcpgw_conf *conf, const struct mcpgw_token_i
     char ticket[MCPGW_TICKET_LEN + 1], dir[4096], path[4200], tmp[4200];
     struct mcpgw_buf b;
     struct timespec times[2];
-    time_t now = time(NULL), expires;
+    struct timespec ts;
+    time_t now, expires;
     int fd = -1, rc;
 
+    clock_gettime(CLOCK_REALTIME, &ts);
+    now = ts.tv_sec;
     mcpgw_buf_init(&b, FILE_MAX);
     if (!conf || !who || !who->name || !out || outlen <= MCPGW_TICKET_LEN) {
         msg(err, errlen, "invalid arguments");
         rc = -EINVAL;
         goto out;
     }
-    expires = now + (conf->ticket_ttl_ms + 999) / 1000;
+    /* Whole seconds on disk, and valid while expires > time(NULL): round
+     * the exact expiry up, so a ticket lives at least its TTL.  Counting
+     * from the second it was issued in could leave it a few ms. */
+    expires = (time_t)(((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
+                        conf->ticket_ttl_ms + 999) / 1000);
     if (RAND_bytes(secret, sizeof(secret)) != 1) {
         msg(err, errlen, "cannot get random bytes");
         rc = -EIO;

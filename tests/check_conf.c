@@ -49,6 +49,7 @@ static const char full_config[] =
     "    \"listen\": [\"127.0.0.1:3000\", \"[::1]:3001\", \"/run/mcpgw/gw.sock\"],\n"
     "    \"tokenFile\": \"secrets/tokens.json\",\n"
     "    \"requireAuth\": false,\n"
+    "    \"toolPinning\": \"enforce\",\n"
     "    \"log\": {\"file\": \"/var/log/mcpgw/gw.log\", \"level\": \"debug\", \"syslog\": true},\n"
     "    \"allowedOrigins\": [\"http://localhost:8080\", \"https://app.example.com\"],\n"
     "    \"limits\": {\n"
@@ -102,6 +103,7 @@ START_TEST(test_full_config_round_trip)
     ck_assert_ptr_null(conf->listen[3]);
     ck_assert_str_eq(conf->token_file, CDIR "/secrets/tokens.json");
     ck_assert(!conf->require_auth);
+    ck_assert_int_eq(conf->tool_pinning, MCPGW_PINNING_ENFORCE);
     ck_assert_str_eq(conf->log_file, "/var/log/mcpgw/gw.log");
     ck_assert_int_eq(conf->log_level, MCPGW_LOG_DEBUG);
     ck_assert(conf->log_syslog);
@@ -182,6 +184,7 @@ START_TEST(test_empty_object_gets_every_default)
     ck_assert_ptr_null(conf->listen[1]);
     ck_assert_str_eq(conf->token_file, CDIR "/tokens.json");
     ck_assert(conf->require_auth);
+    ck_assert_int_eq(conf->tool_pinning, MCPGW_PINNING_OFF);
     ck_assert_str_eq(conf->log_file, CDIR "/logs/gateway.log");
     ck_assert_int_eq(conf->log_level, MCPGW_LOG_INFO);
     ck_assert(!conf->log_syslog);
@@ -208,7 +211,8 @@ START_TEST(test_front_end_sections_defaults_and_values)
         " \"events\": {\"backend\": \"redis\", \"redis\": {\"host\": \"::1\", \"port\": 6380},"
         " \"maxEvents\": 50, \"includeParams\": true},"
         " \"sse\": {\"retryMs\": 500}, \"fcgi\": {\"threads\": 4},"
-        " \"websocket\": {\"pingIntervalMs\": 5000, \"maxFragments\": 10}}}";
+        " \"websocket\": {\"pingIntervalMs\": 5000, \"maxFragments\": 10, \"restThreads\": 3},"
+        " \"tokenLimits\": {\"maxConcurrentCalls\": 8, \"callsPerSecond\": 20, \"burst\": 40}}}";
     struct mcpgw_conf *c;
     char err[256];
 
@@ -222,8 +226,12 @@ START_TEST(test_front_end_sections_defaults_and_values)
     ck_assert_int_eq(c->fcgi_threads, MCPGW_FCGI_THREADS_DEFAULT);
     ck_assert_int_eq(c->websocket.ping_interval_ms, MCPGW_WS_PING_DEFAULT);
     ck_assert_uint_eq(c->websocket.outq_max_bytes, MCPGW_WS_OUTQ_MAX_DEFAULT);
+    ck_assert_int_eq(c->websocket.rest_threads, MCPGW_WSD_REST_THREADS_DEFAULT);
     ck_assert_int_eq(c->ticket_ttl_ms, MCPGW_TICKET_TTL_DEFAULT);
     ck_assert_int_eq(c->max_server_processes, MCPGW_SERVER_PROCS_DEFAULT);
+    ck_assert_int_eq(c->token_limits.max_concurrent, MCPGW_TOKEN_CONCURRENT_DEFAULT);
+    ck_assert_int_eq(c->token_limits.per_second, MCPGW_TOKEN_RATE_DEFAULT);
+    ck_assert_int_eq(c->token_limits.burst, MCPGW_TOKEN_BURST_DEFAULT);
     mcpgw_conf_free(c);
     ck_assert_int_eq(mcpgw_conf_parse(text, sizeof(text) - 1, "t.json", "/etc/gw", &c, err,
                                       sizeof(err)), 0);
@@ -237,7 +245,11 @@ START_TEST(test_front_end_sections_defaults_and_values)
     ck_assert_int_eq(c->sse.retry_ms, 500);
     ck_assert_int_eq(c->fcgi_threads, 4);
     ck_assert_int_eq(c->websocket.max_fragments, 10);
+    ck_assert_int_eq(c->websocket.rest_threads, 3);
     ck_assert_int_eq(c->ticket_ttl_ms, 5000);
+    ck_assert_int_eq(c->token_limits.max_concurrent, 8);
+    ck_assert_int_eq(c->token_limits.per_second, 20);
+    ck_assert_int_eq(c->token_limits.burst, 40);
     mcpgw_conf_free(c);
 }
 END_TEST
@@ -370,6 +382,40 @@ START_TEST(test_empty_origins_differs_from_absent)
     ck_assert_ptr_nonnull(conf->allowed_origins);
     ck_assert_ptr_null(conf->allowed_origins[0]);
     ck_assert_uint_eq(conf->norigins, 0);
+    mcpgw_conf_free(conf);
+}
+END_TEST
+
+/* trustedProxies: absent is loopback and unix sockets; [] trusts none;
+ * a list is kept as parsed blocks. */
+START_TEST(test_trusted_proxies_default_empty_and_list)
+{
+    struct mcpgw_conf *conf = parse_ok("{}");
+    uint8_t a[16];
+
+    ck_assert_uint_eq(conf->ntrusted_proxies, 3);
+    ck_assert(mcpgw_peer_parse_addr("127.3.2.1", 9, a));
+    ck_assert(mcpgw_peer_in(conf->trusted_proxies, conf->ntrusted_proxies, a));
+    ck_assert(mcpgw_peer_parse_addr("::1", 3, a));
+    ck_assert(mcpgw_peer_in(conf->trusted_proxies, conf->ntrusted_proxies, a));
+    ck_assert(mcpgw_peer_parse_addr("10.0.0.1", 8, a));
+    ck_assert(!mcpgw_peer_in(conf->trusted_proxies, conf->ntrusted_proxies, a));
+    ck_assert(conf->trusted_proxies[2].unix_socket);
+    mcpgw_conf_free(conf);
+
+    conf = parse_ok("{\"gateway\": {\"trustedProxies\": []}}");
+    ck_assert_ptr_nonnull(conf->trusted_proxies);
+    ck_assert_uint_eq(conf->ntrusted_proxies, 0);
+    mcpgw_conf_free(conf);
+
+    conf = parse_ok("{\"gateway\": {\"trustedProxies\": [\"10.0.0.0/8\", \"2001:db8::/32\","
+                    " \"192.0.2.7\"]}}");
+    ck_assert_uint_eq(conf->ntrusted_proxies, 3);
+    ck_assert(mcpgw_peer_in(conf->trusted_proxies, conf->ntrusted_proxies, a));
+    ck_assert(mcpgw_peer_parse_addr("127.0.0.1", 9, a));
+    ck_assert(!mcpgw_peer_in(conf->trusted_proxies, conf->ntrusted_proxies, a));
+    ck_assert_uint_eq(conf->trusted_proxies[1].bits, 32);
+    ck_assert_uint_eq(conf->trusted_proxies[2].bits, 128);
     mcpgw_conf_free(conf);
 }
 END_TEST
@@ -554,6 +600,12 @@ static char *gen_env(size_t *len)
                       MCPGW_ENV_MAX + 1, "}}}}", len);
 }
 
+static char *gen_proxies(size_t *len)
+{
+    return gen_repeat("{\"gateway\": {\"trustedProxies\": [", "\"10.0.0.", "\"",
+                      MCPGW_TRUSTED_PROXIES_MAX + 1, "]}}", len);
+}
+
 static char *gen_origins(size_t *len)
 {
     return gen_repeat("{\"gateway\": {\"allowedOrigins\": [", "\"http://h", ".example\"",
@@ -616,6 +668,14 @@ static const struct bad bad[] = {
       "t.json: gateway.websocket: outputHighBytes (2000000) must not exceed outputMaxBytes (1000000)" },
     { G("\"maxServerProcesses\": 0"), 0, NULL,
       "t.json: gateway.maxServerProcesses: expected an integer from 1 to 4096, got 0" },
+    { G("\"tokenLimits\": {\"maxConcurrentCalls\": 0}"), 0, NULL,
+      "t.json: gateway.tokenLimits.maxConcurrentCalls: expected an integer from 1 to 100000, got 0" },
+    { G("\"tokenLimits\": {\"callsPerSecond\": 2000000}"), 0, NULL,
+      "t.json: gateway.tokenLimits.callsPerSecond: 2000000 is above the hard cap of 1000000" },
+    { G("\"tokenLimits\": {\"burst\": 1.5}"), 0, NULL,
+      "t.json: gateway.tokenLimits.burst: expected an integer from 1 to 1000000, got 1.5" },
+    { G("\"tokenLimits\": {\"perToken\": {}}"), 0, NULL,
+      "t.json: gateway.tokenLimits.perToken: unknown key" },
     { G("\"ticketTtlMs\": 10"), 0, NULL,
       "t.json: gateway.ticketTtlMs: expected an integer from 1000 to 600000, got 10" },
 
@@ -683,6 +743,31 @@ static const struct bad bad[] = {
     { G("\"allowedOrigins\": [\"http://a.example\", \"HTTP://A.example:80\"]"), 0, NULL,
       "t.json: gateway.allowedOrigins[1]: duplicate of [0] \"http://a.example\"" },
     { NULL, 0, gen_origins, "t.json: gateway.allowedOrigins: too many origins (65, the limit is 64)" },
+    { G("\"trustedProxies\": [\"localhost\"]"), 0, NULL,
+      "t.json: gateway.trustedProxies[0]: expected an IP address, an address block "
+      "\"ADDR/LEN\" or \"unix\", got \"localhost\"" },
+    { G("\"trustedProxies\": [\"127.0.0.1\", \"10.0.0.1/8\"]"), 0, NULL,
+      "t.json: gateway.trustedProxies[1]: address bits are set after the 8-bit prefix (the "
+      "block is \"10.0.0.0/8\"), got \"10.0.0.1/8\"" },
+    { G("\"trustedProxies\": [\"10.0.0.0/33\"]"), 0, NULL,
+      "t.json: gateway.trustedProxies[0]: the prefix length after '/' must be 0 to 32, got "
+      "\"10.0.0.0/33\"" },
+    { G("\"trustedProxies\": [\"::1/129\"]"), 0, NULL,
+      "t.json: gateway.trustedProxies[0]: the prefix length after '/' must be 0 to 128, got "
+      "\"::1/129\"" },
+    { G("\"trustedProxies\": [\"127.0.0.1:8080\"]"), 0, NULL,
+      "t.json: gateway.trustedProxies[0]: expected an IP address, an address block "
+      "\"ADDR/LEN\" or \"unix\", got \"127.0.0.1:8080\"" },
+    { G("\"trustedProxies\": [\"\"]"), 0, NULL,
+      "t.json: gateway.trustedProxies[0]: expected a non-empty string" },
+    { G("\"trustedProxies\": [\"unix\", \"unix\"]"), 0, NULL,
+      "t.json: gateway.trustedProxies[1]: duplicate of [0] \"unix\"" },
+    { G("\"trustedProxies\": \"127.0.0.1\""), 0, NULL,
+      "t.json: gateway.trustedProxies: expected an array of addresses, got \"127.0.0.1\"" },
+    { G("\"trustedProxies\": [127]"), 0, NULL,
+      "t.json: gateway.trustedProxies[0]: expected a string, got 127" },
+    { NULL, 0, gen_proxies,
+      "t.json: gateway.trustedProxies: too many addresses (65, the limit is 64)" },
     { L("\"maxMessageSize\": 1"), 0, NULL, "t.json: gateway.limits.maxMessageSize: unknown key" },
     { L("\"maxMessageBytes\": 100000000"), 0, NULL,
       "t.json: gateway.limits.maxMessageBytes: 100000000 is above the hard cap of 67108864" },
@@ -757,6 +842,10 @@ static const struct bad bad[] = {
       "t.json: mcpServers.x.callTimeoutMs: 3600001 is above the hard cap of 3600000" },
     { S("\"startTimeoutMs\": 50"), 0, NULL,
       "t.json: mcpServers.x.startTimeoutMs: expected an integer from 100 to 600000, got 50" },
+    { G("\"toolPinning\": \"strict\""), 0, NULL,
+      "t.json: gateway.toolPinning: expected one of \"off\", \"warn\", \"enforce\", got \"strict\"" },
+    { G("\"toolPinning\": true"), 0, NULL,
+      "t.json: gateway.toolPinning: expected a string, got true" },
     { S("\"user\": \"\""), 0, NULL, "t.json: mcpServers.x.user: expected a non-empty string" },
     { S("\"user\": \"Root\""), 0, NULL,
       "t.json: mcpServers.x.user: expected a user name (a-z 0-9 _ -, up to 32), got \"Root\"" },
@@ -1091,6 +1180,7 @@ static Suite *conf_suite(void)
     tcase_add_test(tc, test_listen_forms_accepted);
     tcase_add_test(tc, test_origins_stored_in_browser_form);
     tcase_add_test(tc, test_empty_origins_differs_from_absent);
+    tcase_add_test(tc, test_trusted_proxies_default_empty_and_list);
     tcase_add_test(tc, test_tool_allow_list);
     tcase_add_test(tc, test_relative_paths_resolve_against_config_dir);
     tcase_add_test(tc, test_parse_without_dir_uses_cwd);

@@ -5,8 +5,11 @@
  *
  * Proves, route by route: statuses, the closed error-code list, JSON
  * shapes (tool_response data for REST, tool_progress/tool_response frames
- * with Accept: text/event-stream), auth (401 auth_required/auth_failed with
- * WWW-Authenticate, one body for every bad credential, no token in URLs),
+ * with Accept: text/event-stream), auth (one 401 - status, headers and body
+ * byte for byte - for missing, malformed, unknown, expired and revoked
+ * tokens, used tickets and tokens in URLs, on every route), per-token
+ * limits (429 rate_limited with Retry-After over maxConcurrentCalls or
+ * callsPerSecond, the hold given back on every way a call ends),
  * scopes (servers, tools and events), CORS (preflight, 403 for a foreign
  * Origin), 405 with Allow, 413/415/400 on bodies, 404 unknown server/tool,
  * 429 when a server is full, 502 server down, 504 timeout, tickets (once
@@ -37,6 +40,7 @@
 #include "http.h"
 #include "hub.h"
 #include "limits.h"
+#include "quota.h"
 #include "routes.h"
 #include "token.h"
 
@@ -317,7 +321,8 @@ static void assert_error(struct cap *c, int status, const char *code)
 
 /* ---- fixture -------------------------------------------------------------------- */
 
-static const char *sse_conf = "\"maxStreamMs\":8000,\"retryMs\":1500,\"maxStreams\":4";
+#define SSE_CONF "\"maxStreamMs\":8000,\"retryMs\":1500,\"maxStreams\":4"
+static const char *sse_conf = SSE_CONF;
 
 static void make_routes(const char *gw_extra, const char *fake_extra)
 {
@@ -356,6 +361,9 @@ static void setup(void)
     const char *const all[] = { "*" };
     const char *const echo[] = { "fake:echo" };
 
+    /* A test may change it; with CK_FORK=no (valgrind) the next one must
+     * not inherit that. */
+    sse_conf = SSE_CONF;
     snprintf(dir, sizeof(dir), "/tmp/check_routes.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
     snprintf(path, sizeof(path), "%s/tokens.json", dir);
@@ -503,40 +511,129 @@ END_TEST
 
 /* ---- auth and scopes ------------------------------------------------------------- */
 
-START_TEST(auth_required_failed_and_uniform)
+/* The whole response as the client sees it: status, headers, body. */
+static char *whole_response(struct cap *c)
 {
+    struct mcpgw_buf b;
+    char *s;
+
+    mcpgw_buf_init(&b, 1u << 20);
+    ck_assert_int_eq(mcpgw_buf_printf(&b, "%d\n%s\n", c->status, c->head), 0);
+    ck_assert_int_eq(mcpgw_buf_add(&b, c->body.ptr ? c->body.ptr : "", c->body.len), 0);
+    ck_assert_ptr_nonnull(s = strndup(b.ptr, b.len));
+    mcpgw_buf_release(&b);
+    return s;
+}
+
+START_TEST(auth_401_identical_for_every_bad_credential)
+{
+    char path[128], err[256], unknown[80], expired[80], ticket[80];
+    char b_unknown[100], b_expired[100], b_ticket[100], target[200], *first = NULL;
+    const char *const all[] = { "*" };
+    time_t exp = time(NULL) + 1;
     struct cap c;
-    char first[512];
-    const char *bad[] = { "Bearer mcpgw_nope", NULL, "Basic dXNlcjpwdw==", "Bearer",
-                          "Bearer a b", NULL };
+    json_object *o;
+    int n = 0;
 
     bearers();
-    bad[1] = bearer_gone;
-    request(&c, "GET", "/api/v1/servers", NULL, NULL);
-    assert_error(&c, 401, "auth_required");
-    ck_assert_ptr_nonnull(strstr(c.head, "WWW-Authenticate: Bearer"));
+    /* unknown: a well-formed token of another store */
+    snprintf(path, sizeof(path), "%s/other-tokens.json", dir);
+    ck_assert_int_eq(mcpgw_tokens_add(path, "full", all, 1, 0, unknown, sizeof(unknown), err,
+                                      sizeof(err)), 0);
+    snprintf(path, sizeof(path), "%s/tokens.json", dir);
+    ck_assert_int_eq(mcpgw_tokens_add(path, "brief", all, 1, exp, expired, sizeof(expired), err,
+                                      sizeof(err)), 0);
+    /* a used ticket */
+    ck_assert_int_eq(request(&c, "POST", "/api/v1/tickets",
+                             (const char *const[]){ "authorization", bearer_full, NULL }, NULL),
+                     200);
+    o = body_json(&c);
+    snprintf(ticket, sizeof(ticket), "%s", jstr(o, "ticket"));
+    json_object_put(o);
     cap_release(&c);
-    first[0] = '\0';
-    for (size_t i = 0; bad[i]; i++) {
-        const char *const h[] = { "authorization", bad[i], NULL };
-
-        request(&c, "GET", "/api/v1/servers", h, NULL);
-        assert_error(&c, 401, "auth_failed");
-        ck_assert_ptr_nonnull(strstr(c.head, "WWW-Authenticate: Bearer"));
-        if (!first[0])
-            snprintf(first, sizeof(first), "%s", c.body.ptr);
-        ck_assert_str_eq(c.body.ptr, first);
-        cap_release(&c);
-    }
-    /* never a token in the URL */
+    snprintf(target, sizeof(target), "/api/v1/servers?ticket=%s", ticket);
+    snprintf(b_ticket, sizeof(b_ticket), "Bearer %s", ticket);
+    snprintf(b_unknown, sizeof(b_unknown), "Bearer %s", unknown);
+    snprintf(b_expired, sizeof(b_expired), "Bearer %s", expired);
+    /* The expiry is a whole second: wait for it to pass. */
+    for (int64_t end = now_ms() + 3000; time(NULL) < exp && now_ms() < end;)
+        usleep(20000);
+    ck_assert_int_ge(time(NULL), exp);
     {
-        char target[200];
+        /* missing, malformed, unknown, expired, revoked, a ticket where a
+         * token goes, a token in the URL; on every route that needs one */
+        const char *creds[] = { NULL, "Bearer mcpgw_nope", "Basic dXNlcjpwdw==", "Bearer",
+                                "Bearer a b", b_unknown, b_expired, bearer_gone, b_ticket, NULL };
+        const size_t ncreds = sizeof(creds) / sizeof(creds[0]) - 1;
+        char url_token[200];
 
-        snprintf(target, sizeof(target), "/api/v1/servers?access_token=%s", tok_full);
-        request(&c, "GET", target, NULL, NULL);
-        assert_error(&c, 401, "auth_failed");
-        cap_release(&c);
+        snprintf(url_token, sizeof(url_token), "/api/v1/servers?access_token=%s", tok_full);
+        for (size_t i = 0; i <= ncreds + 3; i++) {
+            const char *h[] = { "authorization", i < ncreds ? creds[i] : NULL,
+                                "content-type", "application/json", NULL };
+            const char *const *hh = i < ncreds && creds[i] ? h : h + 2;
+            char *got;
+
+            if (i < ncreds) {
+                static const char *const routes[][2] = {
+                    { "GET", "/api/v1/servers" }, { "GET", "/api/v1/servers/fake/tools" },
+                    { "POST", "/api/v1/tools/call" }, { "POST", "/api/v1/tickets" },
+                    { "GET", "/api/v1/events" } };
+
+                for (size_t k = 0; k < sizeof(routes) / sizeof(routes[0]); k++) {
+                    /* without credentials the event stream is anonymous */
+                    if (!creds[i] && strcmp(routes[k][1], "/api/v1/events") == 0)
+                        continue;
+                    request(&c, routes[k][0], routes[k][1], hh,
+                            routes[k][0][0] == 'P' ? "{\"serverId\":\"fake\",\"toolName\":\"echo\"}"
+                                                   : NULL);
+                    got = whole_response(&c);
+                    assert_error(&c, 401, "auth_required");
+                    if (!first)
+                        first = strdup(got);
+                    ck_assert_msg(strcmp(got, first) == 0, "credential %zu on %s:\n%s\n--- "
+                                  "differs from ---\n%s", i, routes[k][1], got, first);
+                    free(got);
+                    cap_release(&c);
+                    n++;
+                }
+                continue;
+            }
+            if (i == ncreds)
+                request(&c, "GET", url_token, NULL, NULL);
+            else if (i == ncreds + 1)
+                request(&c, "GET", target, NULL, NULL);     /* ticket on a token-only route */
+            else if (i == ncreds + 2) {
+                /* the ticket on the event stream: good once, then like any bad one */
+                struct cap s;
+                char ev[200];
+
+                snprintf(ev, sizeof(ev), "/api/v1/events?ticket=%s", ticket);
+                stream_start(&s, ev, NULL);
+                ck_assert(wait_body(&s, "\"type\":\"connected\"", 1, 5000));
+                close(s.hang[1]);
+                s.hang[1] = -1;
+                ck_assert(wait_done(&s, 3000));
+                cap_release(&s);
+                request(&c, "GET", ev, NULL, NULL);
+            } else {
+                snprintf(target, sizeof(target), "/api/v1/events?ticket=%.50s", "x");
+                request(&c, "GET", target, NULL, NULL);
+            }
+            got = whole_response(&c);
+            assert_error(&c, 401, "auth_required");
+            ck_assert_msg(strcmp(got, first) == 0, "case %zu:\n%s\n--- differs from ---\n%s",
+                          i, got, first);
+            free(got);
+            cap_release(&c);
+            n++;
+        }
     }
+    ck_assert_int_ge(n, 40);
+    ck_assert_ptr_nonnull(strstr(first, "WWW-Authenticate: Bearer realm=\"mcpgw\"\n"));
+    ck_assert_ptr_null(strstr(first, "error="));
+    ck_assert_ptr_nonnull(strstr(first, MCPGW_ROUTES_401_TEXT));
+    free(first);
 }
 END_TEST
 
@@ -614,7 +711,7 @@ START_TEST(open_gateway_allows_anonymous)
     /* a wrong token is still wrong */
     request(&c, "GET", "/api/v1/servers",
             (const char *const[]){ "authorization", "Bearer mcpgw_x", NULL }, NULL);
-    assert_error(&c, 401, "auth_failed");
+    assert_error(&c, 401, "auth_required");
     cap_release(&c);
 }
 END_TEST
@@ -774,6 +871,203 @@ START_TEST(full_server_is_429)
 }
 END_TEST
 
+/* ---- per-token limits ------------------------------------------------------------ */
+
+/* Another handle on the gateway's quota table, as another process would
+ * have: it sees every process's calls. */
+static mcpgw_quota *quota_view(void)
+{
+    char state[128], tokens[128], err[4800];
+    struct mcpgw_quota_limits lim = { 1, 1, 1 };
+    mcpgw_quota *q;
+
+    snprintf(state, sizeof(state), "%s/state", dir);
+    snprintf(tokens, sizeof(tokens), "%s/tokens.json", dir);
+    ck_assert_int_eq(mcpgw_quota_new(state, tokens, &lim, &q, err, sizeof(err)), 0);
+    ck_assert_msg(mcpgw_quota_shared(q), "%s", err);
+    return q;
+}
+
+static bool wait_inflight(mcpgw_quota *q, const char *name, unsigned n, int ms)
+{
+    int64_t end = now_ms() + ms;
+
+    while (mcpgw_quota_inflight(q, name) != n && now_ms() < end)
+        usleep(5000);
+    return mcpgw_quota_inflight(q, name) == n;
+}
+
+START_TEST(token_over_its_concurrency_is_429)
+{
+    struct bg_call bg[2];
+    struct cap c;
+    mcpgw_quota *q;
+
+    mcpgw_routes_free(rt);
+    mcpgw_hub_free(hub);
+    mcpgw_events_close(events);
+    /* the server takes 3 at once: the token's limit of 2 is what bites */
+    make_routes(",\"tokenLimits\":{\"maxConcurrentCalls\":2}", "");
+    q = quota_view();
+    bearers();
+    /* warm the server (with another token) so the calls go out at once */
+    ck_assert_int_eq(request(&c, "POST", "/api/v1/tools/call", JSON_POST(bearer_echo),
+                             "{\"serverId\":\"fake\",\"toolName\":\"echo\"}"), 200);
+    cap_release(&c);
+    for (int i = 0; i < 2; i++) {
+        bg[i].body = "{\"serverId\":\"fake\",\"toolName\":\"sleep\",\"params\":{\"ms\":1000}}";
+        ck_assert_int_eq(pthread_create(&bg[i].t, NULL, bg_call_main, &bg[i]), 0);
+    }
+    ck_assert(wait_inflight(q, "full", 2, 5000));
+    request(&c, "POST", "/api/v1/tools/call", JSON_POST(bearer_full),
+            "{\"serverId\":\"fake\",\"toolName\":\"echo\"}");
+    assert_error(&c, 429, "rate_limited");
+    ck_assert_ptr_nonnull(strstr(c.head, "Retry-After: 1\n"));
+    ck_assert_ptr_nonnull(strstr(c.body.ptr, "maxConcurrentCalls"));
+    cap_release(&c);
+    /* streamed calls are refused the same way, before any stream starts */
+    request(&c, "POST", "/api/v1/tools/call",
+            (const char *const[]){ "authorization", bearer_full, "content-type",
+                                   "application/json", "accept", "text/event-stream", NULL },
+            "{\"serverId\":\"fake\",\"toolName\":\"echo\"}");
+    assert_error(&c, 429, "rate_limited");
+    cap_release(&c);
+    /* another token is not held back by this one */
+    ck_assert_int_eq(request(&c, "POST", "/api/v1/tools/call", JSON_POST(bearer_echo),
+                             "{\"serverId\":\"fake\",\"toolName\":\"echo\"}"), 200);
+    cap_release(&c);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(bg[i].t, NULL);
+        ck_assert_int_eq(bg[i].c.status, 200);
+        cap_release(&bg[i].c);
+    }
+    ck_assert_uint_eq(mcpgw_quota_inflight(q, "full"), 0);
+    ck_assert_int_eq(request(&c, "POST", "/api/v1/tools/call", JSON_POST(bearer_full),
+                             "{\"serverId\":\"fake\",\"toolName\":\"echo\"}"), 200);
+    cap_release(&c);
+    mcpgw_quota_free(q);
+}
+END_TEST
+
+START_TEST(token_over_its_rate_is_429_with_retry_after)
+{
+    struct cap c;
+    const char *call = "{\"serverId\":\"fake\",\"toolName\":\"echo\"}";
+    int64_t t0;
+
+    mcpgw_routes_free(rt);
+    mcpgw_hub_free(hub);
+    mcpgw_events_close(events);
+    make_routes(",\"tokenLimits\":{\"callsPerSecond\":1,\"burst\":2}", "");
+    bearers();
+    t0 = now_ms();
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(request(&c, "POST", "/api/v1/tools/call", JSON_POST(bearer_full), call),
+                         200);
+        cap_release(&c);
+    }
+    /* refused at once, not queued: well within the second it would wait */
+    request(&c, "POST", "/api/v1/tools/call", JSON_POST(bearer_full), call);
+    assert_error(&c, 429, "rate_limited");
+    ck_assert_ptr_nonnull(strstr(c.head, "Retry-After: 1\n"));
+    ck_assert_ptr_nonnull(strstr(c.body.ptr, "1 calls per second"));
+    cap_release(&c);
+    if (now_ms() - t0 < 900) {
+        request(&c, "POST", "/api/v1/tools/call", JSON_POST(bearer_full), call);
+        assert_error(&c, 429, "rate_limited");
+        cap_release(&c);
+    }
+    /* calls refused for other reasons cost nothing; other tokens are free */
+    ck_assert_int_eq(request(&c, "POST", "/api/v1/tools/call", JSON_POST(bearer_echo), call),
+                     200);
+    cap_release(&c);
+    /* a second later one more call is allowed */
+    for (int64_t end = now_ms() + 3000; now_ms() < end; usleep(50000)) {
+        if (request(&c, "POST", "/api/v1/tools/call", JSON_POST(bearer_full), call) == 200)
+            break;
+        assert_error(&c, 429, "rate_limited");
+        cap_release(&c);
+    }
+    ck_assert_int_eq(c.status, 200);
+    ck_assert_int_ge(now_ms() - t0, 500);
+    cap_release(&c);
+}
+END_TEST
+
+static void *shutdown_when_inflight(void *arg)
+{
+    mcpgw_quota *q = arg;
+
+    if (wait_inflight(q, "full", 1, 10000))
+        mcpgw_routes_shutdown(rt, true);
+    return NULL;
+}
+
+START_TEST(token_hold_released_on_every_path)
+{
+    const char *const sse[] = { "authorization", bearer_full, "content-type", "application/json",
+                                "accept", "text/event-stream", NULL };
+    mcpgw_quota *q = quota_view();
+    struct cap c;
+    pthread_t t;
+
+    bearers();
+    /* result */
+    ck_assert_int_eq(request(&c, "POST", "/api/v1/tools/call", JSON_POST(bearer_full),
+                             "{\"serverId\":\"fake\",\"toolName\":\"echo\"}"), 200);
+    cap_release(&c);
+    ck_assert_uint_eq(mcpgw_quota_inflight(q, "full"), 0);
+    /* a tool error (isError), and a call the hub refuses */
+    ck_assert_int_eq(request(&c, "POST", "/api/v1/tools/call", JSON_POST(bearer_full),
+                             "{\"serverId\":\"fake\",\"toolName\":\"iserror\"}"), 200);
+    cap_release(&c);
+    request(&c, "POST", "/api/v1/tools/call", JSON_POST(bearer_full),
+            "{\"serverId\":\"fake\",\"toolName\":\"no_such_tool\"}");
+    assert_error(&c, 404, "unknown_tool");
+    cap_release(&c);
+    ck_assert_uint_eq(mcpgw_quota_inflight(q, "full"), 0);
+    /* streamed, and streamed to a client that goes away mid-stream */
+    ck_assert_int_eq(request(&c, "POST", "/api/v1/tools/call", sse,
+                             "{\"serverId\":\"fake\",\"toolName\":\"progress\","
+                             "\"params\":{\"steps\":3,\"intervalMs\":30}}"), 200);
+    cap_release(&c);
+    cap_init(&c);
+    prepare(&c, "POST", "/api/v1/tools/call", sse,
+            "{\"serverId\":\"fake\",\"toolName\":\"progress\","
+            "\"params\":{\"steps\":5,\"intervalMs\":30}}");
+    c.fail_after = 1;
+    ck_assert_int_lt(mcpgw_routes_handle(rt, &c.req, &c.w), 0);
+    cap_release(&c);
+    ck_assert_uint_eq(mcpgw_quota_inflight(q, "full"), 0);
+    /* timeout */
+    request(&c, "POST", "/api/v1/tools/call", JSON_POST(bearer_full),
+            "{\"serverId\":\"fake\",\"toolName\":\"hang\"}");
+    assert_error(&c, 504, "timeout");
+    cap_release(&c);
+    ck_assert_uint_eq(mcpgw_quota_inflight(q, "full"), 0);
+    /* the server dies mid-call, and calls while it is down */
+    request(&c, "POST", "/api/v1/tools/call", JSON_POST(bearer_full),
+            "{\"serverId\":\"fake\",\"toolName\":\"crash\"}");
+    assert_error(&c, 502, "server_unavailable");
+    cap_release(&c);
+    request(&c, "POST", "/api/v1/tools/call", JSON_POST(bearer_full),
+            "{\"serverId\":\"fake\",\"toolName\":\"echo\"}");
+    assert_error(&c, 502, "server_unavailable");
+    cap_release(&c);
+    ck_assert_uint_eq(mcpgw_quota_inflight(q, "full"), 0);
+    /* cancelled by a shutdown while in flight */
+    ck_assert_int_eq(pthread_create(&t, NULL, shutdown_when_inflight, q), 0);
+    request(&c, "POST", "/api/v1/tools/call", JSON_POST(bearer_full),
+            "{\"serverId\":\"everything\",\"toolName\":\"trigger-long-running-operation\","
+            "\"params\":{\"duration\":30,\"steps\":3}}");
+    pthread_join(t, NULL);
+    assert_error(&c, 503, "server_unavailable");
+    cap_release(&c);
+    ck_assert_uint_eq(mcpgw_quota_inflight(q, "full"), 0);
+    mcpgw_quota_free(q);
+}
+END_TEST
+
 START_TEST(call_streams_progress_then_response)
 {
     struct cap c;
@@ -829,7 +1123,7 @@ START_TEST(tickets_are_single_use)
     ck_assert_int_eq(s.status, 200);
     /* used once: the second use fails like any bad credential */
     request(&c, "GET", target, NULL, NULL);
-    assert_error(&c, 401, "auth_failed");
+    assert_error(&c, 401, "auth_required");
     cap_release(&c);
     /* a ticket is not a token: it cannot buy another ticket */
     {
@@ -838,7 +1132,7 @@ START_TEST(tickets_are_single_use)
         snprintf(h, sizeof(h), "Bearer %s", strchr(target, '=') + 1);
         request(&c, "POST", "/api/v1/tickets", (const char *const[]){ "authorization", h, NULL },
                 NULL);
-        assert_error(&c, 401, "auth_failed");
+        assert_error(&c, 401, "auth_required");
         cap_release(&c);
     }
     close(s.hang[1]);
@@ -1172,13 +1466,16 @@ int main(void)
     tcase_add_test(tc, health_is_503_when_nothing_is_usable);
     tcase_add_test(tc, routing_errors_have_their_statuses);
     tcase_add_test(tc, cors_preflight_and_foreign_origins);
-    tcase_add_test(tc, auth_required_failed_and_uniform);
+    tcase_add_test(tc, auth_401_identical_for_every_bad_credential);
     tcase_add_test(tc, scopes_limit_servers_and_tools);
     tcase_add_test(tc, open_gateway_allows_anonymous);
     tcase_add_test(tc, call_success_and_is_error_shapes);
     tcase_add_test(tc, call_bad_bodies);
     tcase_add_test(tc, call_failures_map_to_statuses);
     tcase_add_test(tc, full_server_is_429);
+    tcase_add_test(tc, token_over_its_concurrency_is_429);
+    tcase_add_test(tc, token_over_its_rate_is_429_with_retry_after);
+    tcase_add_test(tc, token_hold_released_on_every_path);
     tcase_add_test(tc, call_streams_progress_then_response);
     tcase_add_test(tc, tickets_are_single_use);
     tcase_add_test(tc, stream_connected_retry_heartbeat_headers);

@@ -111,7 +111,7 @@ START_TEST(bad_and_expired_tickets_fail_alike)
 {
     char t[MCPGW_TICKET_LEN + 1], err[256], forged[MCPGW_TICKET_LEN + 1];
     struct mcpgw_ticket_info info;
-    struct timespec ts = { 1, 200000000 };
+    struct timespec ts = { 2, 100000000 };
 
     ck_assert_int_eq(mcpgw_ticket_redeem(conf, "mcpgwt_short", 12, &info), MCPGW_EAUTH);
     memset(forged, 'A', MCPGW_TICKET_LEN);
@@ -121,9 +121,32 @@ START_TEST(bad_and_expired_tickets_fail_alike)
     forged[10] = '/';
     ck_assert_int_eq(mcpgw_ticket_redeem(conf, forged, MCPGW_TICKET_LEN, &info), MCPGW_EAUTH);
     ck_assert_int_eq(mcpgw_ticket_issue(conf, &who, t, sizeof(t), err, sizeof(err)), 0);
-    /* the TTL is 1 s: wait it out (a deadline, not a guess: 1.2 s > 1 s) */
+    /* the TTL is 1 s, stored rounded up to a whole second: wait it out (a
+     * deadline, not a guess: 2.1 s > the most it can live) */
     nanosleep(&ts, NULL);
     ck_assert_int_eq(mcpgw_ticket_redeem(conf, t, strlen(t), &info), MCPGW_EAUTH);
+}
+END_TEST
+
+/* Expiry is stored in whole seconds: a ticket issued 50 ms before a second
+ * ends is still good after that second (it once expired there, after a few
+ * ms of its 1 s TTL). */
+START_TEST(a_ticket_issued_late_in_a_second_lives_its_ttl)
+{
+    char t[MCPGW_TICKET_LEN + 1], err[256];
+    struct mcpgw_ticket_info info;
+    struct timespec now, nap = { 0, 1000000 };
+
+    do {
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (now.tv_nsec < 950000000)
+            nanosleep(&nap, NULL);
+    } while (now.tv_nsec < 950000000);
+    ck_assert_int_eq(mcpgw_ticket_issue(conf, &who, t, sizeof(t), err, sizeof(err)), 0);
+    nap.tv_nsec = 150000000;
+    nanosleep(&nap, NULL);
+    ck_assert_int_eq(mcpgw_ticket_redeem(conf, t, strlen(t), &info), 0);
+    mcpgw_ticket_info_release(&info);
 }
 END_TEST
 
@@ -181,6 +204,7 @@ int main(void)
     tcase_set_timeout(tc, 20);
     tcase_add_test(tc, a_ticket_works_once_and_carries_the_scopes);
     tcase_add_test(tc, bad_and_expired_tickets_fail_alike);
+    tcase_add_test(tc, a_ticket_issued_late_in_a_second_lives_its_ttl);
     tcase_add_test(tc, issuing_sweeps_expired_tickets);
     tcase_add_test(tc, racing_processes_redeem_once);
     suite_add_tcase(s, tc);
