@@ -5,7 +5,8 @@
  * thread, so the access handler, the upgrade handler and the connection
  * notifications all run there, with no locks.  GET /ws with a valid
  * WebSocket handshake is upgraded and handed to a session (session.h);
- * everything else is answered here with a JSON error.
+ * a request under /api/v1 goes to the shared REST routes on worker threads
+ * (rest.h); everything else is answered here with a JSON error.
  *
  * The handshake is checked in this order, each failure answered before any
  * upgrade: the path (404), the method (405), shutting down (503),
@@ -30,6 +31,9 @@ int wsd_http_start(struct wsd *d, int listen_fd, const char *name, struct wsd_ht
 int wsd_http_timeout(struct wsd_http *h);
 /* Run MHD if it asked for a deadline (call after every loop turn). */
 void wsd_http_after_turn(struct wsd_http *h);
+/* Run MHD at the end of this turn: a REST worker resumed one of its
+ * connections (rest.h). */
+void wsd_http_kick(struct wsd_http *h);
 
 /* Stop accepting (the listen socket is closed; a unix socket's path is
  * removed).  Connections being served go on. */

@@ -4,8 +4,9 @@
  *   mcpgw-wsd [-c FILE] [--listen HOST:PORT | --listen /path.sock]
  *             [--foreground] [--pid-file FILE]
  *
- * THREADS.  One: the loop (loop.h) runs everything.  libmicrohttpd runs in
- * its "external" epoll mode (MHD_USE_EPOLL without an internal thread): its
+ * THREADS.  The loop (loop.h) runs everything but the blocking /api/v1
+ * routes (their workers, (c) below) and the event publisher (publish.h).
+ * libmicrohttpd runs in its "external" epoll mode (MHD_USE_EPOLL without an internal thread): its
  * epoll fd is one watch in our loop and MHD_run() runs on the loop thread,
  * and so do the hub (its fd is another watch) and every client socket.
  * Why this mode, against the three needs of this daemon:
@@ -19,26 +20,34 @@
  *      WebSocket would keep a finished thread's stack resident (10-16 KiB
  *      each: most of the memory budget at 10,000).  Here a connection is
  *      its buffers and nothing else.
- *  (c) later, blocking REST/SSE routes (routes.h) on the same port: the
- *      access handler (on the loop) suspends such a request
- *      (MHD_suspend_connection; MHD_ALLOW_SUSPEND_RESUME) and hands it to a
- *      pool of worker threads that run the shared routes and block as they
- *      like; their output reaches MHD through a content-reader callback, and
- *      MHD_resume_connection() - thread-safe, it signals MHD's ITC, which
- *      wakes our loop - tells MHD there is more.  The internal-thread modes
- *      would give nothing more for that, and would add a thread hop to every
- *      upgrade.  (The hub already knows the loop thread is ours:
- *      mcpgw_hub_bind_thread() below, so blocking calls from those workers
- *      are posted to it.)
+ *  (c) the blocking REST/SSE routes (routes.h) on the same port (rest.h):
+ *      the access handler (on the loop) reads an /api/v1 request, suspends
+ *      it (MHD_suspend_connection; MHD_ALLOW_SUSPEND_RESUME) and hands it
+ *      to a worker thread - a pool of websocket.restThreads for REST, a
+ *      thread each for event streams, up to sse.maxStreams - that runs the
+ *      shared routes and blocks as it likes; its output reaches MHD through
+ *      a content-reader callback fed from a bounded queue, and
+ *      MHD_resume_connection() plus a write to rest's eventfd (a watch
+ *      here: MHD's own ITC is not in its epoll set in this set-up) tells
+ *      the loop there is more.  The internal-thread modes would give
+ *      nothing more for that, and would add a thread hop to every upgrade.
+ *      The hub knows the loop thread is ours (mcpgw_hub_bind_thread()
+ *      below), so blocking calls from those workers are posted to it.
  *
- * SIGNALS (signalfd on the loop): SIGTERM/SIGINT stop accepting, let calls
- * in flight finish for MCPGW_WS_SHUTDOWN_GRACE, cancel the rest (each client
- * gets error "cancelled"), close every client with 1001, stop the MCP
- * servers and exit 0; a second SIGTERM skips the grace period.  SIGHUP
- * reloads the config (front-end settings; changes to mcpServers or listen
- * need a restart and are logged as such), reopens the log and reloads the
- * token file, closing (1008) connections whose token was revoked.  The
- * token file is also checked for changes every second.
+ * SIGNALS (signalfd on the loop): SIGTERM/SIGINT stop accepting, end open
+ * event streams with their final event, let calls in flight (WebSocket and
+ * REST) finish for MCPGW_WS_SHUTDOWN_GRACE, cancel the rest (each WebSocket
+ * client gets error "cancelled", a REST client 503), close every client
+ * with 1001, send the REST answers still queued, join the workers, stop
+ * the MCP servers and exit 0; a second SIGTERM skips the grace period.  SIGHUP
+ * reloads the config without dropping a connection: mcpServers through
+ * mcpgw_hub_reload() (unchanged servers keep their process and calls;
+ * added ones start, removed ones stop, changed ones restart while the old
+ * process finishes its calls), the front-end settings here (changes to
+ * listen, events and log.syslog need a restart and are logged as such); it
+ * reopens the log and reloads the token file, closing (1008) connections
+ * whose token was revoked.  The token file is also checked for changes
+ * every second.
  */
 #include "config.h"
 
@@ -68,6 +77,7 @@
 #include "http.h"
 #include "log.h"
 #include "publish.h"
+#include "rest.h"
 #include "session.h"
 #include "ws.h"
 #include "wsd.h"
@@ -82,13 +92,14 @@ static struct {
     struct wsd d;
     struct wsd_http *http[LISTEN_MAX];
     size_t nhttp;
-    struct wsd_watch sig_w, hub_w;
+    struct wsd_watch sig_w, hub_w, rest_w;
     struct mcpgw__timer tick, publish;
     struct wsd_defer hub_kick;
     mcpgw_events *events;
     enum phase phase;
     int64_t deadline;
     char *config_path;          /* absolute */
+    struct mcpgw_buf conf_text; /* the file as last applied (see reload()) */
     char *pid_path;
     int pid_fd;
     struct stat token_st;
@@ -372,6 +383,23 @@ static void syslog_sink(void *ud, int level, const char *line, size_t len)
 
 /* -- tokens ------------------------------------------------------------------------------ */
 
+/* The per-token limits' table, shared with every gateway process on the
+ * host through gateway.stateDir (quota.h).  One that cannot be shared is
+ * still a table of this process: logged, not fatal. */
+static int open_quota(void)
+{
+    const struct mcpgw_conf_token_limits *tl = &g.d.conf->token_limits;
+    struct mcpgw_quota_limits lim = { (unsigned)tl->max_concurrent, (unsigned)tl->per_second,
+                                      (unsigned)tl->burst };
+    char why[4800];
+    int rc = mcpgw_quota_new(g.d.conf->state_dir, g.d.conf->token_file, &lim, &g.d.quota, why,
+                             sizeof(why));
+
+    if (rc == 0 && why[0])
+        mcpgw_log_warn(C, "%s", why);
+    return rc;
+}
+
 static int load_tokens(bool at_start)
 {
     mcpgw_tokens *t;
@@ -420,48 +448,81 @@ static bool str_eq(const char *a, const char *b)
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
-static bool servers_eq(const struct mcpgw_conf *a, const struct mcpgw_conf *b)
+static bool events_eq(const struct mcpgw_conf_events *a, const struct mcpgw_conf_events *b)
 {
-    if (a->nservers != b->nservers)
-        return false;
-    for (size_t i = 0; i < a->nservers; i++) {
-        const struct mcpgw_conf_server *x = &a->servers[i], *y = &b->servers[i];
-
-        if (strcmp(x->id, y->id) != 0 || strcmp(x->command, y->command) != 0 ||
-            !strv_eq(x->args, x->nargs, y->args, y->nargs) || !str_eq(x->cwd, y->cwd) ||
-            x->nenv != y->nenv || x->call_timeout_ms != y->call_timeout_ms ||
-            x->start_timeout_ms != y->start_timeout_ms || x->max_inflight != y->max_inflight ||
-            x->restart_policy != y->restart_policy || x->enabled != y->enabled ||
-            x->restart_initial_ms != y->restart_initial_ms ||
-            x->restart_max_ms != y->restart_max_ms ||
-            x->restart_reset_ms != y->restart_reset_ms ||
-            !strv_eq(x->tools, x->ntools, y->tools, y->ntools))
-            return false;
-        for (size_t k = 0; k < x->nenv; k++)
-            if (strcmp(x->env[k].name, y->env[k].name) != 0 ||
-                strcmp(x->env[k].value, y->env[k].value) != 0)
-                return false;
-    }
-    return true;
+    return a->backend == b->backend && str_eq(a->dir, b->dir) &&
+           str_eq(a->redis_host, b->redis_host) && a->redis_port == b->redis_port &&
+           str_eq(a->redis_key, b->redis_key) && a->include_params == b->include_params;
 }
 
+/* Start servers now rather than on the first call: a daemon's first client
+ * should not wait for a node process to boot.  At start-up, and for the
+ * servers a reload added or changed. */
+static void start_idle_servers(void)
+{
+    struct mcpgw_server_health h;
+
+    for (size_t i = 0; mcpgw_hub_health(g.d.hub, i, &h); i++)
+        if (h.state == MCPGW_SERVER_IDLE)
+            mcpgw_hub_start(g.d.hub, h.id);
+}
+
+/* The config file's bytes into b (reset first).  0 or -errno /
+ * MCPGW_ETOOBIG; the loader reports what is wrong with the file. */
+static int read_config_text(struct mcpgw_buf *b)
+{
+    char chunk[8192];
+    ssize_t n;
+    int fd, rc = 0;
+
+    mcpgw_buf_reset(b);
+    if ((fd = open(g.config_path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0)
+        return -errno;
+    while (rc == 0 && ((n = read(fd, chunk, sizeof(chunk))) > 0 || (n < 0 && errno == EINTR)))
+        if (n > 0)
+            rc = mcpgw_buf_add(b, chunk, (size_t)n);
+    if (rc == 0 && n < 0)
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
+/* The hub takes the new mcpServers (hub.h, mcpgw_hub_reload: unchanged
+ * servers keep their process and calls), the front end the rest; open
+ * connections are untouched.  The hub owns every config and keeps the
+ * ones it replaced, so g.d.conf may simply follow it.  That costs a
+ * config's memory per reload, so a file whose bytes did not change (the
+ * SIGHUP of a log rotation) is not loaded again at all. */
 static void reload(void)
 {
     const struct mcpgw_conf *old = g.d.conf;
+    struct mcpgw_hub_reload_result res;
     struct mcpgw_conf *conf;
+    struct mcpgw_buf text;
     char err[512];
-    int rc;
+    int rc, read_rc;
 
     sd_notify_msg("RELOADING=1");
     mcpgw_log_info(C, "SIGHUP: reloading '%s'", g.config_path);
-    if (mcpgw_conf_load(g.config_path, &conf, err, sizeof(err)) < 0) {
+    mcpgw_buf_init(&text, MCPGW_CONFIG_BYTES_MAX);
+    read_rc = read_config_text(&text);
+    if (read_rc == 0 && g.conf_text.len && text.len == g.conf_text.len &&
+        memcmp(text.ptr, g.conf_text.ptr, text.len) == 0) {
+        mcpgw_log_info(C, "'%s' is unchanged: servers and settings stay as they are",
+                       g.config_path);
+    } else if (mcpgw_conf_load(g.config_path, &conf, err, sizeof(err)) < 0) {
         mcpgw_log_error(C, "reload failed, keeping the running configuration: %s", err);
+    } else if ((rc = mcpgw_hub_reload(g.d.hub, conf, &res)) < 0) {
+        mcpgw_log_error(C, "reload failed, keeping the running configuration: %s",
+                        mcpgw_strerror(rc));
+        mcpgw_conf_free(conf);
     } else {
-        if (!servers_eq(conf, mcpgw_hub_conf(g.d.hub)))
-            mcpgw_log_warn(C, "mcpServers changed: the running servers are kept as they are; "
-                           "restart mcpgw-wsd to apply the change");
         if (!strv_eq(conf->listen, conf->nlisten, old->listen, old->nlisten))
             mcpgw_log_warn(C, "gateway.listen changed: restart mcpgw-wsd to apply it");
+        if (!events_eq(&conf->events, &old->events))
+            mcpgw_log_warn(C, "gateway.events changed: restart mcpgw-wsd to apply it");
+        if (conf->log_syslog != old->log_syslog)
+            mcpgw_log_warn(C, "gateway.log.syslog changed: restart mcpgw-wsd to apply it");
         if (!str_eq(conf->log_file, old->log_file)) {
             rc = mcpgw_log_open(conf->log_file, conf->log_level, true, MCPGW_LOG_WARN);
             if (rc < 0)
@@ -469,14 +530,25 @@ static void reload(void)
                                 mcpgw_strerror(rc));
         }
         mcpgw_log_set_level(conf->log_level);
-        g.d.conf = conf;
-        mcpgw_conf_free(g.d.conf_owned);
-        g.d.conf_owned = conf;
+        g.d.conf = mcpgw_hub_conf(g.d.hub);
+        if (res.added || res.changed)
+            start_idle_servers();
+        /* What was read may differ from what was loaded if the file changed
+         * in between: then the next SIGHUP loads it again, which is right. */
+        if (read_rc == 0) {
+            mcpgw_buf_release(&g.conf_text);
+            g.conf_text = text;
+            mcpgw_buf_init(&text, MCPGW_CONFIG_BYTES_MAX);
+        }
     }
+    mcpgw_buf_release(&text);
     if ((rc = mcpgw_log_reopen()) < 0)
         mcpgw_log_error(C, "cannot reopen the log file: %s", mcpgw_strerror(rc));
     if (load_tokens(false) == 0)
         wsd_sessions_recheck(&g.d);
+    mcpgw_quota_set_limits(g.d.quota, &(struct mcpgw_quota_limits){
+        (unsigned)g.d.conf->token_limits.max_concurrent,
+        (unsigned)g.d.conf->token_limits.per_second, (unsigned)g.d.conf->token_limits.burst });
     sd_notify_msg("READY=1");
 }
 
@@ -487,10 +559,16 @@ static void begin_shutdown(int sig)
     if (g.phase == RUNNING) {
         unsigned n = wsd_sessions_inflight(&g.d);
 
-        mcpgw_log_info(C, "%s: shutting down; %u clients, %u calls in flight (grace %d ms)",
-                       strsignal(sig), g.d.nsessions, n, MCPGW_WS_SHUTDOWN_GRACE);
+        unsigned rest = wsd_rest_busy(g.d.rest, NULL);
+
+        mcpgw_log_info(C, "%s: shutting down; %u clients, %u calls in flight, %u HTTP requests "
+                       "and streams (grace %d ms)", strsignal(sig), g.d.nsessions, n, rest,
+                       MCPGW_WS_SHUTDOWN_GRACE);
         sd_notify_msg("STOPPING=1");
         g.d.draining = true;
+        /* Event streams end now with their final event; REST calls in
+         * flight get the same grace as the WebSocket calls. */
+        wsd_rest_shutdown(g.d.rest, false);
         for (size_t i = 0; i < g.nhttp; i++)
             wsd_http_quiesce(g.http[i]);
         g.phase = DRAINING;
@@ -505,23 +583,37 @@ static void shutdown_step(void)
 {
     int64_t now = mcpgw__mono_ms();
 
-    if (g.phase == DRAINING && (wsd_sessions_inflight(&g.d) == 0 || now >= g.deadline)) {
-        unsigned n = wsd_sessions_inflight(&g.d);
+    if (g.phase == DRAINING && ((wsd_sessions_inflight(&g.d) == 0 &&
+                                 wsd_rest_busy(g.d.rest, NULL) == 0) || now >= g.deadline)) {
+        unsigned n = wsd_sessions_inflight(&g.d), rest = wsd_rest_busy(g.d.rest, NULL);
 
         if (n) {
             mcpgw_log_info(C, "cancelling %u calls still in flight", n);
             wsd_sessions_cancel_calls(&g.d, "gateway is shutting down: call cancelled");
+        }
+        if (rest) {
+            mcpgw_log_info(C, "cancelling %u HTTP requests still running", rest);
+            wsd_rest_shutdown(g.d.rest, true);
         }
         g.d.closing = true;
         wsd_sessions_close(&g.d, 1001, "gateway shutting down");
         g.phase = CLOSING;
         g.deadline = now + MCPGW_WS_CLOSE_TIMEOUT + 1000;
     }
-    if (g.phase == CLOSING && g.d.nsessions == 0)
-        g.phase = DONE;
-    if (g.phase == CLOSING && now >= g.deadline) {
-        mcpgw_log_error(C, "%u clients did not close in time", g.d.nsessions);
-        g.phase = DONE;
+    if (g.phase == CLOSING) {
+        unsigned open;
+
+        /* Every REST answer, the streams' final events included, out. */
+        wsd_rest_busy(g.d.rest, &open);
+        if (g.d.nsessions == 0 && open == 0) {
+            g.phase = DONE;
+        } else if (now >= g.deadline) {
+            if (g.d.nsessions)
+                mcpgw_log_error(C, "%u clients did not close in time", g.d.nsessions);
+            if (open)
+                mcpgw_log_error(C, "%u HTTP responses were not sent in time", open);
+            g.phase = DONE;
+        }
     }
 }
 
@@ -553,6 +645,19 @@ static void on_hub(struct wsd_watch *w, uint32_t events)
 static void on_hub_kick(struct wsd_defer *d)
 {
     mcpgw_hub_run(g.d.hub, 0);
+}
+
+/* A REST worker resumed a connection: libmicrohttpd must run to send
+ * what it has (rest.h). */
+static void on_rest_wake(struct wsd_watch *w, uint32_t events)
+{
+    uint64_t n;
+
+    if (read(w->fd, &n, sizeof(n)) < 0) {
+        /* EAGAIN: another turn drained it already */
+    }
+    for (size_t i = 0; i < g.nhttp; i++)
+        wsd_http_kick(g.http[i]);
 }
 
 /* Events that did not make a batch go out at most this late. */
@@ -624,6 +729,11 @@ int main(int argc, char **argv)
         return 1;
     }
     g.config_path = strdup(conf->path);
+    mcpgw_buf_init(&g.conf_text, MCPGW_CONFIG_BYTES_MAX);
+    /* Unreadable now (it was just loaded) only in a race: the first SIGHUP
+     * then loads it. */
+    if (g.config_path)
+        read_config_text(&g.conf_text);
     g.pid_path = pid_opt ? absolute(pid_opt) : NULL;
     if (!g.config_path || (pid_opt && !g.pid_path)) {
         snprintf(err, sizeof(err), "out of memory");
@@ -709,14 +819,24 @@ int main(int argc, char **argv)
                  g.d.conf->token_file);
         goto fail_early;
     }
+    if (open_quota() < 0) {
+        snprintf(err, sizeof(err), "cannot set up the per-token limits: out of memory");
+        goto fail_early;
+    }
+    /* After mcpgw_hub_bind_thread(): the workers' hub calls are posted to
+     * this thread.  Signals are blocked: the workers inherit that. */
+    if (wsd_rest_start(g.d.hub, g.events, &g.d.rest, err, sizeof(err)) < 0)
+        goto fail_early;
     wsd_watch_init(&g.sig_w, on_signal);
     wsd_watch_init(&g.hub_w, on_hub);
+    wsd_watch_init(&g.rest_w, on_rest_wake);
     wsd_defer_init(&g.hub_kick, on_hub_kick);
     g.d.hub_kick = &g.hub_kick;
     mcpgw__timer_init(&g.tick, on_tick);
     mcpgw__timer_init(&g.publish, on_publish_timer);
     if (wsd_loop_watch(g.d.loop, &g.sig_w, sfd, EPOLLIN) < 0 ||
         wsd_loop_watch(g.d.loop, &g.hub_w, mcpgw_hub_fd(g.d.hub), EPOLLIN) < 0 ||
+        wsd_loop_watch(g.d.loop, &g.rest_w, wsd_rest_wake_fd(g.d.rest), EPOLLIN) < 0 ||
         wsd_loop_timer(g.d.loop, &g.tick, mcpgw__mono_ms() + 1000) < 0) {
         snprintf(err, sizeof(err), "cannot set up the event loop: %s", strerror(errno));
         goto fail_early;
@@ -728,17 +848,12 @@ int main(int argc, char **argv)
         g.nhttp++;
         mcpgw_log_info(C, "listening on %s", names[i]);
     }
-    for (size_t i = 0; i < mcpgw_hub_server_count(g.d.hub); i++) {
-        struct mcpgw_server_health h;
-
-        /* Start servers now rather than on the first call: a daemon's first
-         * client should not wait for a node process to boot. */
-        if (mcpgw_hub_health(g.d.hub, i, &h) && h.state == MCPGW_SERVER_IDLE)
-            mcpgw_hub_start(g.d.hub, h.id);
-    }
-    mcpgw_log_info(C, "mcpgw-wsd %s ready: pid %ld, %zu MCP servers, auth %s", PACKAGE_VERSION,
+    start_idle_servers();
+    mcpgw_log_info(C, "mcpgw-wsd %s ready: pid %ld, %zu MCP servers, auth %s, /ws and /api/v1 "
+                   "(%d REST threads, up to %d event streams)", PACKAGE_VERSION,
                    (long)getpid(), mcpgw_hub_server_count(g.d.hub),
-                   g.d.conf->require_auth ? "required" : "not required");
+                   g.d.conf->require_auth ? "required" : "not required",
+                   g.d.conf->websocket.rest_threads, g.d.conf->sse.max_streams);
     tell_parent(ready_fd, "OK");
     ready_fd = -1;
     sd_notify_msg("READY=1");
@@ -767,17 +882,36 @@ int main(int argc, char **argv)
             shutdown_step();
     }
 
+    /* Whatever still runs is cancelled and its writes fail; a worker in a
+     * hub call needs the loop to hear the answer before it can be joined,
+     * and the cancellation posted to the hub must run while the routes it
+     * names exist: at least one more turn. */
+    if (g.d.rest) {
+        int64_t until = mcpgw__mono_ms() + 2000;
+
+        wsd_rest_shutdown(g.d.rest, true);
+        wsd_rest_abort(g.d.rest);
+        do {
+            wsd_loop_turn(g.d.loop, 20);
+            for (size_t i = 0; i < g.nhttp; i++)
+                wsd_http_after_turn(g.http[i]);
+        } while (wsd_rest_busy(g.d.rest, NULL) && mcpgw__mono_ms() < until);
+        if (wsd_rest_busy(g.d.rest, NULL))
+            mcpgw_log_error(C, "HTTP requests still running at exit: waiting for them");
+    }
+    wsd_rest_stop(g.d.rest);
     if (g.d.nsessions == 0) {
         for (size_t i = 0; i < g.nhttp; i++)
             wsd_http_free(g.http[i]);
     }
+    wsd_rest_free(g.d.rest);
     mcpgw_log_info(C, "stopping the MCP servers");
     wsd_loop_unwatch(g.d.loop, &g.hub_w);
     mcpgw_hub_free(g.d.hub);
+    mcpgw_quota_free(g.d.quota);    /* after the hub: its last calls give their holds back */
     wsd_publisher_stop(g.d.publisher);
     mcpgw_events_close(g.events);
     mcpgw_tokens_free(g.d.tokens);
-    mcpgw_conf_free(g.d.conf_owned);
     wsd_iptab_free(g.d.ips);
     wsd_ws_cleanup();
     wsd_loop_free(g.d.loop);
@@ -789,6 +923,7 @@ int main(int argc, char **argv)
     }
     mcpgw_log_info(C, "stopped");
     free(g.config_path);
+    mcpgw_buf_release(&g.conf_text);
     free(g.pid_path);
     mcpgw_log_close();
     return rc < 0 ? 1 : 0;
@@ -798,17 +933,21 @@ fail_early:
     if (foreground)
         fprintf(stderr, "mcpgw-wsd: %s\n", err);
     tell_parent(ready_fd, err);
+    wsd_rest_stop(g.d.rest);
     for (size_t i = 0; i < g.nhttp; i++)
         wsd_http_free(g.http[i]);
+    wsd_rest_free(g.d.rest);
     for (int i = (int)g.nhttp; i < nlisten; i++)
         close(listen_fds[i]);
     mcpgw_hub_free(g.d.hub);
+    mcpgw_quota_free(g.d.quota);
     wsd_publisher_stop(g.d.publisher);
     mcpgw_events_close(g.events);
     mcpgw_conf_free(conf);
     if (g.pid_fd >= 0)
         unlink(g.pid_path);
     free(g.config_path);
+    mcpgw_buf_release(&g.conf_text);
     free(g.pid_path);
     mcpgw_log_close();
     return 1;

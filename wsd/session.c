@@ -35,6 +35,7 @@ struct call {
     enum call_kind kind;
     mcpgw_call *hc;             /* CALL_TOOL: the hub's handle */
     const char *why;            /* text for the error when we cancel it */
+    struct mcpgw_quota_hold hold;   /* CALL_TOOL with a token: its share of the token's limits */
     uint32_t hash;
     struct call *hnext;         /* bucket chain */
     struct call *prev, *next;   /* the session's list */
@@ -320,6 +321,7 @@ static struct call *call_new(struct wsd_session *s, enum call_kind kind, const c
     c->d = s->d;
     c->s = s;
     c->kind = kind;
+    c->hold = (struct mcpgw_quota_hold)MCPGW_QUOTA_HOLD_INIT;
     c->server = strdup(server);
     c->tool = tool ? strdup(tool) : NULL;
     if (!c->server || (tool && !c->tool)) {
@@ -331,8 +333,11 @@ static struct call *call_new(struct wsd_session *s, enum call_kind kind, const c
     return c;
 }
 
+/* Every call ends here, however it ended: its hold on the token's limits
+ * goes back with it. */
 static void call_free(struct call *c)
 {
+    mcpgw_quota_release(c->d->quota, &c->hold);
     free(c->server);
     free(c->tool);
     free(c);
@@ -429,6 +434,22 @@ static void do_tool_call(struct wsd_session *s, const struct mcpgw_msg *m, const
         send_error(s, id, MCPGW_CODE_INTERNAL, "out of memory");
         return;
     }
+    /* Last of the checks, so a call refused for another reason costs the
+     * token nothing; a connection without a token (requireAuth off) has
+     * no token's limits. */
+    if (authenticated(s)) {
+        struct mcpgw_quota_refusal why;
+        char text[400];
+
+        if (mcpgw_quota_acquire(d->quota, s->ident.name, &c->hold, &why) < 0) {
+            call_remove(s, c);
+            call_free(c);
+            mcpgw_quota_describe(&why, s->ident.name, text, sizeof(text));
+            mcpgw_log_info(C, "client %s: call %s refused: %s", s->client_id, id, text);
+            send_error(s, id, MCPGW_CODE_RATE_LIMITED, "%s", text);
+            return;
+        }
+    }
     rc = mcpgw_hub_call(d->hub, m->server_id, m->tool_name, m->params, &opts, on_call_event, c,
                         &c->hc);
     if (rc < 0) {
@@ -444,6 +465,12 @@ static void do_tool_call(struct wsd_session *s, const struct mcpgw_msg *m, const
         case MCPGW_EUNAVAIL:
             send_error(s, id, MCPGW_CODE_SERVER_UNAVAILABLE, "server '%s' is unavailable",
                        m->server_id);
+            break;
+        case MCPGW_EFORBIDDEN:
+            /* Scopes are checked before the hub; from the hub this is pinning. */
+            send_error(s, id, MCPGW_CODE_FORBIDDEN, "tool '%s' of server '%s' changed since it "
+                       "was approved; it is withheld until an operator approves it",
+                       m->tool_name, m->server_id);
             break;
         case MCPGW_EBUSY:
             send_error(s, id, MCPGW_CODE_RATE_LIMITED,
@@ -739,17 +766,19 @@ static void on_ended(void *ud, const struct wsd_ws_end *end)
     struct wsd_session *s = ud;
     struct wsd *d = s->d;
     int64_t dur = mcpgw__mono_ms() - s->started_mono;
+    char peer_code[32] = "";
 
+    if (end->peer_code)
+        snprintf(peer_code, sizeof(peer_code), ", client sent %u", end->peer_code);
     if (s->ncalls)
         mcpgw_log_info(C, "client %s: cancelling %u calls in flight: the client went away",
                        s->client_id, s->ntools);
     cancel_all(s, "client disconnected", false);
     wsd_loop_timer_stop(d->loop, &s->auth_timer);
     mcpgw_log_info(C, "client %s disconnected from %s after %" PRId64 ".%03d s: %s "
-                   "(close %u%s%u); %" PRIu64 " calls, %" PRIu64 " messages in, %" PRIu64 " out; "
+                   "(close %u%s); %" PRIu64 " calls, %" PRIu64 " messages in, %" PRIu64 " out; "
                    "auth: %s%s%s", s->client_id, s->peer.addr, dur / 1000, (int)(dur % 1000),
-                   end->reason, end->code, end->peer_code ? ", client sent " : "",
-                   end->peer_code, s->calls_total, end->msgs_in, end->msgs_out,
+                   end->reason, end->code, peer_code, s->calls_total, end->msgs_in, end->msgs_out,
                    authenticated(s) ? "token '" : "none", authenticated(s) ? s->ident.name : "",
                    authenticated(s) ? "'" : "");
     publish_client(s, "disconnected");
@@ -822,8 +851,9 @@ int wsd_session_start(struct wsd *d, int fd, const char *extra, size_t extra_len
         d->sessions->prev = s;
     d->sessions = s;
     d->nsessions++;
-    mcpgw_log_info(C, "client %s connected from %s, user agent '%s', auth: %s%s%s%s", s->client_id,
-                   s->peer.addr, s->peer.user_agent,
+    mcpgw_log_info(C, "client %s connected from %s%s%s, user agent '%s', auth: %s%s%s%s",
+                   s->client_id, s->peer.addr, s->peer.via[0] ? " via proxy " : "", s->peer.via,
+                   s->peer.user_agent,
                    authenticated(s) ? "token '" : conf->require_auth ? "pending" : "not required",
                    authenticated(s) ? s->ident.name : "", authenticated(s) ? "' via " : "",
                    authenticated(s) ? via_name(s->ident.via) : "");

@@ -1,10 +1,11 @@
 /* wsd.h - mcpgw-wsd's shared state: one per process, loop thread only.
  *
  * main.c owns it; http.c (libmicrohttpd: handshakes, upgrades, connection
- * accounting) and session.c (the typed protocol on each upgraded socket)
- * work on it.  Nothing here is thread-safe: every callback that touches it
- * runs on the loop thread (libmicrohttpd runs in "external" epoll mode on
- * that thread too; see main.c).
+ * accounting), session.c (the typed protocol on each upgraded socket) and
+ * rest.c (the /api/v1 routes) work on it.  Nothing here is thread-safe:
+ * every callback that touches it runs on the loop thread (libmicrohttpd
+ * runs in "external" epoll mode on that thread too; see main.c).  The REST
+ * workers never touch it: they see only their own request (rest.h).
  */
 #ifndef MCPGW_WSD_H
 #define MCPGW_WSD_H
@@ -19,6 +20,7 @@
 #include "hub.h"
 #include "limits.h"
 #include "loop.h"
+#include "quota.h"
 #include "token.h"
 
 #define WSD_COMPONENT "websocket"
@@ -44,25 +46,32 @@ struct wsd_ident {
     time_t expires;             /* 0: never */
 };
 
-/* Where a connection comes from, for limits and logs. */
+/* Where a connection comes from, for limits and logs.  Behind a trusted
+ * proxy (gateway.trustedProxies), addr is the client it forwarded for
+ * (shared/peer.h) and via the proxy's own address. */
 struct wsd_peer {
     char addr[64];              /* IP address as text, or "unix" */
+    char via[64];               /* the trusted proxy; "" when direct */
     char user_agent[MCPGW_USER_AGENT_MAX + 1];  /* printable ASCII, cut */
 };
 
 struct wsd_session;
 struct wsd_http;
 struct wsd_publisher;
+struct wsd_rest;
 
 struct wsd {
     struct wsd_loop *loop;
     mcpgw_hub *hub;
-    /* Front-end settings: the hub's own config at start, the reloaded one
-     * after a SIGHUP (conf_owned).  Servers always come from the hub's. */
+    /* The hub's config (mcpgw_hub_conf), followed after each SIGHUP: the
+     * hub keeps the configs it replaced, so none of them is freed early. */
     const struct mcpgw_conf *conf;
-    struct mcpgw_conf *conf_owned;
     mcpgw_tokens *tokens;
+    mcpgw_quota *quota;         /* per-token limits, shared with the other gateway processes */
     struct wsd_publisher *publisher;    /* to the event stream; NULL: none */
+    /* The /api/v1 routes on worker threads (rest.h: thread-safe inside);
+     * NULL: not served (404 like any other path). */
+    struct wsd_rest *rest;
     struct mcpgw_buf out;       /* scratch for encoding one message */
     struct wsd_defer *hub_kick; /* run a hub turn at the end of this one */
 

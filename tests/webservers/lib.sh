@@ -18,6 +18,10 @@ render="$top_srcdir/deploy/render.sh"
 fcgi_bin="$top_builddir/fcgi/mcpgw-fcgi"
 cgi_bin="$top_builddir/sse-cgi/mcpgw-events.cgi"
 cli="$top_builddir/cli/mcpgw"
+# MCPGW_TEST_WRAPPER (valgrind, `make check-valgrind`): $wrap goes in front
+# of the gateway programs a test starts itself (never node or the web
+# server); their logs land in $work and finish checks them.
+. "$top_srcdir/tests/valgrind-lib.sh"
 
 failures=0
 pids=()
@@ -54,6 +58,7 @@ setup_deployment() {
     work=$(mktemp -d /tmp/mcpgw-web.XXXXXX)
     chmod 0755 "$work"
     mkdir -p "$work/www" "$work/run" "$work/server" "$work/logs" "$work/state"
+    vg_dir "$work"
     web_user=$(id -un)
     web_group=$(id -gn)
     if [ "$(id -u)" = 0 ] && id www-data >/dev/null 2>&1; then
@@ -68,7 +73,8 @@ setup_deployment() {
     "log": { "file": "logs/gateway.log", "level": "info" },
     "limits": { "heartbeatIntervalMs": ${HEARTBEAT_MS:-1000}, "maxMessageBytes": 65536 },
     "sse": { "maxStreamMs": 60000, "retryMs": 300, "maxStreams": ${MAX_STREAMS:-600} },
-    "fcgi": { "threads": 24 }
+    "fcgi": { "threads": 24 }${TOKEN_LIMITS:+,
+    "tokenLimits": $TOKEN_LIMITS}
   },
   "mcpServers": {
     "everything": { "command": "node",
@@ -81,8 +87,9 @@ setup_deployment() {
 }
 JSON
     chmod 0644 "$work/gateway.json"
-    token_full=$("$cli" -c "$work/gateway.json" token add full --scope '*' | tail -n 1)
-    token_echo=$("$cli" -c "$work/gateway.json" token add echo-only --scope 'everything:echo' | tail -n 1)
+    token_full=$("${wrap[@]}" "$cli" -c "$work/gateway.json" token add full --scope '*' | tail -n 1)
+    token_echo=$("${wrap[@]}" "$cli" -c "$work/gateway.json" token add echo-only \
+                 --scope 'everything:echo' | tail -n 1)
     # as_web_user: a command prefix that runs a daemon the web server talks
     # to as the web server's user, so they share the state directory.
     as_web_user=()
@@ -116,7 +123,7 @@ start_bg() {   # start_bg LOG CMD...: run CMD in the background, remember its PI
 
 wait_health() {   # wait_health URL: until the gateway answers (any JSON), 20 s
     local url=$1 i
-    for i in $(seq 1 200); do
+    for i in $(seq 1 $((200 * slow))); do
         if curl -s -o /dev/null --max-time 2 "$url"; then return 0; fi
         sleep 0.1
     done
@@ -124,11 +131,12 @@ wait_health() {   # wait_health URL: until the gateway answers (any JSON), 20 s
     return 1
 }
 
-# stop PID [SIGNAL]: signal, then wait up to 10 s, then SIGKILL.
+# stop PID [SIGNAL]: signal, then wait up to 10 s (x MCPGW_TEST_SLOW), then
+# SIGKILL.
 stop_pid() {
     local pid=$1 sig=${2:-TERM} i
     kill -"$sig" "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 100); do
+    for i in $(seq 1 $((100 * slow))); do
         kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
         sleep 0.1
     done
@@ -216,6 +224,7 @@ finish() {
     done
     check_no_leftovers || rc=1
     check_logs_clean || rc=1
+    vg_check "$work" || rc=1
     if [ "$rc" = 0 ] && [ -z "${KEEP_WORK:-}" ]; then
         rm -rf "$work"
     else

@@ -1,6 +1,9 @@
 // lib.js - a small harness for wsd's client tests: a message-queue client
 // over the real `ws` package, raw HTTP and raw-frame helpers, and a runner
 // that prints one line per case and fails the process on the first error.
+//
+// WSD_URL and WSD_PORT say where /ws is: mcpgw-wsd itself (tests/wsd-*.test)
+// or a web server that proxies /ws to it (tests/webservers/ws-*.test).
 'use strict';
 
 const assert = require('node:assert/strict');
@@ -142,26 +145,48 @@ function sleep(ms) {
 }
 
 // One raw HTTP exchange: returns {status, headers (lower-case), body, raw}.
-function rawRequest(text, port = PORT) {
+// localAddress: the loopback address to connect from (127.0.0.2, ...), to
+// be a different client.  The answer is complete at a 101's head, at
+// Content-Length, or when the server closes; the request is not followed
+// by a half-close, which a proxy in front (lighttpd) may take for the
+// client going away before the answer is relayed.
+function rawRequest(text, port = PORT, localAddress = undefined) {
   return new Promise((resolve, reject) => {
-    const s = net.connect(port, '127.0.0.1');
+    const s = net.connect({ port, host: '127.0.0.1', localAddress });
     let buf = Buffer.alloc(0);
-    s.on('data', (d) => { buf = Buffer.concat([buf, d]); });
-    s.on('error', reject);
-    s.on('close', () => {
+    let done = false;
+    const parse = () => {
       const raw = buf.toString('latin1');
-      const head = raw.split('\r\n\r\n')[0];
+      const end = raw.indexOf('\r\n\r\n');
+      const head = end < 0 ? raw : raw.slice(0, end);
       const lines = head.split('\r\n');
       const headers = {};
       for (const l of lines.slice(1)) {
         const i = l.indexOf(':');
         if (i > 0) headers[l.slice(0, i).toLowerCase()] = l.slice(i + 1).trim();
       }
-      resolve({ status: Number(lines[0].split(' ')[1]), headers,
-                body: raw.slice(head.length + 4), raw });
+      return { status: Number(lines[0].split(' ')[1]), headers, complete: end >= 0,
+               body: raw.slice(head.length + 4), raw };
+    };
+    const finish = () => {
+      if (done) return;
+      done = true;
+      const r = parse();
+      delete r.complete;
+      resolve(r);
+      s.destroy();
+    };
+    s.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      const r = parse();
+      if (!r.complete) return;
+      const cl = r.headers['content-length'];
+      if (r.status === 101 || (cl !== undefined && Buffer.byteLength(r.body, 'latin1') >= Number(cl))) finish();
     });
+    s.on('error', (e) => { if (!done) { done = true; reject(e); } });
+    s.on('close', finish);
     s.setTimeout(5000, () => s.destroy(new Error('raw request timed out')));
-    s.end(text);
+    s.write(text);
   });
 }
 
