@@ -29,17 +29,28 @@ fi
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/wsd-test.XXXXXX")
 chmod 700 "$T"
+# MCPGW_TEST_WRAPPER (valgrind, `make check-valgrind`) goes in front of the
+# daemon and the CLI; its logs are checked when the test ends.
+. "$top_srcdir/tests/valgrind-lib.sh"
+vg_dir "$T"
 WSD_PID=
 wsd_cleanup() {
+    local rc=$?
     if [ -n "$WSD_PID" ] && kill -0 "$WSD_PID" 2>/dev/null; then
         kill -KILL "$WSD_PID" 2>/dev/null || true
         wait "$WSD_PID" 2>/dev/null || true
+    fi
+    if ! vg_check "$T" >&2; then
+        printf 'FAIL: valgrind reported errors\n' >&2
+        [ "$rc" -ne 0 ] || rc=1
+        WSD_KEEP=1
     fi
     if [ "${WSD_KEEP:-}" = 1 ]; then
         echo "kept $T"
     else
         rm -rf "$T"
     fi
+    exit "$rc"
 }
 trap wsd_cleanup EXIT
 
@@ -87,7 +98,7 @@ wsd_token() {
     local name=$1 args=() s
     shift
     for s in "$@"; do args+=(--scope "$s"); done
-    "$MCPGW" -c "$T/gateway.json" token add "$name" "${args[@]}" | tail -n 1
+    "${wrap[@]}" "$MCPGW" -c "$T/gateway.json" token add "$name" "${args[@]}" | tail -n 1
 }
 
 # wsd_start [ARGS...]: start the daemon in the foreground on a free port;
@@ -95,14 +106,15 @@ wsd_token() {
 wsd_start() {
     local deadline line
     : > "$T/wsd.err"
-    "$WSD" -c "$T/gateway.json" --listen 127.0.0.1:0 --foreground "$@" 2>"$T/wsd.err" &
+    "${wrap[@]}" "$WSD" -c "$T/gateway.json" --listen 127.0.0.1:0 --foreground "$@" \
+        2>"$T/wsd.err" &
     WSD_PID=$!
-    deadline=$((SECONDS + 20))
+    deadline=$((SECONDS + 20 * slow))
     while :; do
         line=$(grep -m1 -o 'listening on 127\.0\.0\.1:[0-9]*' "$T/wsd.err" || true)
         [ -n "$line" ] && break
         kill -0 "$WSD_PID" 2>/dev/null || fail "mcpgw-wsd exited while starting"
-        [ $SECONDS -lt $deadline ] || fail "mcpgw-wsd did not start listening within 20 s"
+        [ $SECONDS -lt $deadline ] || fail "mcpgw-wsd did not start listening within $((20 * slow)) s"
         sleep 0.05
     done
     WSD_PORT=${line##*:}

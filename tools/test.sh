@@ -5,6 +5,8 @@
 # then builds and runs `make check` twice, out of tree:
 #   build/plain  ../../configure --enable-werror
 #   build/asan   ../../configure --enable-werror --enable-sanitizers
+# and between the two `make check-valgrind` in build/plain (memcheck over
+# the unit tests and a set of integration tests, ~3-4 min on 2 cores).
 # On a failure it prints the logs that say why, so CI output is enough.
 # Ends with one summary line: "tests: N passed, N failed, N skipped".
 # One test by hand: make -C build/plain check TESTS=tests/check_hub
@@ -34,9 +36,10 @@ say "autogen"
 
 passed=0 failed=0 skipped=0 checks=0
 
-# Adds the results of one build's test run (automake .trs files) to the counts.
+# Adds the results of one build's test run (automake .trs files) to the counts;
+# with NEWER, only the .trs files written after that file (one later run).
 count_results() {
-    local dir=$1 trs res n
+    local dir=$1 newer=${2:-} trs res n
     while IFS= read -r -d '' trs; do
         while IFS= read -r res; do
             case $res in
@@ -48,21 +51,22 @@ count_results() {
         # Check programs log "100%: Checks: N, Failures: 0, Errors: 0".
         n=$(sed -n 's/^[0-9]*%: Checks: \([0-9]*\),.*/\1/p' "${trs%.trs}.log" 2>/dev/null | head -n 1)
         checks=$((checks + ${n:-0}))
-    done < <(find "$dir" -name '*.trs' -print0)
+    done < <(find "$dir" -name '*.trs' ${newer:+-newer "$newer"} -print0)
 }
 
 # Prints why a build failed: the test-suite log (it holds every failing
-# test's log), else the logs of failed tests one by one.
+# test's log; SUITE_LOG names another one), else the logs of failed tests
+# one by one.
 show_failure() {
-    local dir=$1 trs
-    if [ -f "$dir/test-suite.log" ]; then
-        say "----- $dir/test-suite.log -----"
-        cat "$dir/test-suite.log"
+    local dir=$1 suite=${2:-test-suite.log} trs
+    if [ -f "$dir/$suite" ]; then
+        say "----- $dir/$suite -----"
+        cat "$dir/$suite"
     fi
     while IFS= read -r -d '' trs; do
         if grep -qE '^:test-result: (FAIL|ERROR|XPASS)' "$trs"; then
             say "FAILED: ${trs%.trs}"
-            if [ ! -f "$dir/test-suite.log" ] && [ -f "${trs%.trs}.log" ]; then
+            if [ ! -f "$dir/$suite" ] && [ -f "${trs%.trs}.log" ]; then
                 cat "${trs%.trs}.log"
             fi
         fi
@@ -111,6 +115,23 @@ if [ $status -eq 0 ]; then
         say "plain: make distcheck failed"
         status=1
     fi
+fi
+if [ $status -eq 0 ]; then
+    # valgrind memcheck on the plain build: every Check program with
+    # CK_FORK=no, and cli, wsd-protocol, wsd-faults, fcgi-direct and
+    # lighttpd (spawn-fcgi) with our daemons and CLI under valgrind (see
+    # check-valgrind in Makefile.am).  Its runs replace those tests' plain
+    # .trs files, which are already counted: count only the new ones.
+    say "=== build/plain: make check-valgrind ==="
+    vg_started=$(date +%s)
+    touch build/plain/valgrind.stamp
+    if ! make -C build/plain -j2 check-valgrind; then
+        show_failure build/plain test-suite-valgrind.log
+        say "plain: make check-valgrind failed"
+        status=1
+    fi
+    count_results build/plain build/plain/valgrind.stamp
+    say "check-valgrind took $(( $(date +%s) - vg_started )) s"
 fi
 if [ $status -eq 0 ]; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
