@@ -64,6 +64,7 @@ cat > "$T/gateway.json" <<JSON
     "limits": {"maxConnections": 100000, "maxConnectionsPerIp": 100000,
                "maxInFlightPerConnection": 1024},
     "websocket": {"pingIntervalMs": 10000},
+    "tokenLimits": {"maxConcurrentCalls": 100000, "callsPerSecond": 1000000, "burst": 1000000},
     $events_json
     "log": {"file": "wsd.log", "level": "info"}
   },
