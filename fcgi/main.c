@@ -77,6 +77,7 @@ static volatile sig_atomic_t got_term, got_hup;
 struct server {
     mcpgw_routes *rt;
     int listen_fd;
+    int reserve_fd;             /* /dev/null, given up to refuse a connection at EMFILE */
     bool inet;                  /* TCP: check FCGI_WEB_SERVER_ADDRS */
     char *web_addrs;            /* FCGI_WEB_SERVER_ADDRS, or NULL */
     int stop_fd[2];             /* pipe: readable once stopping */
@@ -276,6 +277,49 @@ static bool stopping(const struct server *s)
     return poll(&p, 1, 0) > 0;
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Out of descriptors: a connection left in the backlog would hang its
+ * client (the web server waits for an answer that never comes), so give
+ * up the reserve descriptor for one accept and close that connection at
+ * once: the web server answers its client 502/503 straight away, requests
+ * in flight go on, and new ones are served again as soon as descriptors
+ * free up.  Logged at most every 10 s.  false when there is no reserve
+ * (it could not be reopened yet). */
+static bool refuse_one(struct server *s)
+{
+    static int64_t logged_at;
+    static unsigned long refused;
+    int64_t now = mono_ms();
+    int fd;
+
+    if (s->reserve_fd < 0) {
+        s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        return false;
+    }
+    close(s->reserve_fd);
+    s->reserve_fd = -1;
+    fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0) {
+        close(fd);
+        refused++;
+    }
+    s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (refused && now - logged_at >= 10000) {
+        mcpgw_log_warn("fcgi", "out of file descriptors: refused %lu connection%s", refused,
+                       refused == 1 ? "" : "s");
+        logged_at = now;
+        refused = 0;
+    }
+    return fd >= 0;
+}
+
 /* Wait for a connection and accept it; -1 when stopping.  Called with
  * accept_lock held. */
 static int accept_one(struct server *s)
@@ -304,7 +348,9 @@ static int accept_one(struct server *s)
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
                 errno == ECONNABORTED || errno == EPROTO)
                 continue;
-            /* EMFILE and friends: back off instead of spinning. */
+            if ((errno == EMFILE || errno == ENFILE) && refuse_one(s))
+                continue;
+            /* Nothing left to refuse with: back off instead of spinning. */
             mcpgw_log_error("fcgi", "accept failed: %s", strerror(errno));
             poll(p, 1, 100);
             continue;
@@ -514,14 +560,6 @@ static void block_signals(int how)
     pthread_sigmask(how, &set, NULL);
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Wait until no request is active (or deadline). */
 static bool drained(struct server *s, int64_t deadline)
 {
@@ -552,7 +590,7 @@ int main(int argc, char **argv)
     struct mcpgw_conf *conf = NULL;
     mcpgw_hub *hub = NULL;
     mcpgw_events *events = NULL;
-    struct server s = { .listen_fd = -1, .stop_fd = { -1, -1 },
+    struct server s = { .listen_fd = -1, .reserve_fd = -1, .stop_fd = { -1, -1 },
                         .accept_lock = PTHREAD_MUTEX_INITIALIZER };
     pthread_t *workers = NULL;
     int nworkers = 0;
@@ -640,6 +678,7 @@ int main(int argc, char **argv)
         exit_code = 64;
         goto out;
     }
+    s.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
@@ -743,6 +782,8 @@ out:
         if (listen_spec && listen_spec[0] == '/')
             unlink(listen_spec);
     }
+    if (s.reserve_fd >= 0)
+        close(s.reserve_fd);
     free(s.web_addrs);
     mcpgw_log_info("fcgi", "stopped");
     mcpgw_log_close();

@@ -5,7 +5,9 @@
 // (fake_mcp: exactly 0, 1, 2; none of the responder's sockets, pipes or
 // files), and every call then completes.
 //
-//   node fcgi_hygiene.js SOCKET PID
+//   node fcgi_hygiene.js SOCKET PID [nofile]
+//
+// With "nofile": the responder near its open-file limit (see nofile()).
 'use strict';
 
 const assert = require('node:assert/strict');
@@ -122,7 +124,61 @@ function withTimeout(p, ms, what) {
   })]).finally(() => clearTimeout(t));
 }
 
+function cpuMs(pid) {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;      // utime + stime, 100 Hz ticks
+}
+
+// Near RLIMIT_NOFILE (the responder's soft limit lowered to what it holds
+// plus 3): connections past it are closed at once rather than left to hang
+// in the backlog, without a busy loop; a call in flight completes; once
+// descriptors are free again requests are served.
+async function nofile() {
+  const r = await withTimeout(request('GET', '/api/v1/servers/fake/tools').done, 20000, 'warm-up');
+  assert.match(r, /"tools"/, r.slice(0, 200));
+  const sockets = () => [...fdLinks(PID).values()].filter((l) => l.startsWith('socket:')).length;
+  const before = sockets();
+  const slow = request('POST', '/api/v1/tools/call', JSON.stringify({
+    serverId: 'fake', toolName: 'sleep', params: { ms: 2500, message: 'survivor' } }));
+  for (const t0 = Date.now(); sockets() <= before && Date.now() - t0 < 3000;)
+    await new Promise((r) => setTimeout(r, 10));
+  const limits = fs.readFileSync(`/proc/${PID}/limits`, 'utf8');
+  const hard = limits.match(/Max open files\s+\d+\s+(\d+)/)[1];
+  const soft = fdLinks(PID).size + 3;
+  require('node:child_process').execFileSync('prlimit', [`--pid=${PID}`, `--nofile=${soft}:${hard}`]);
+  const idle = [];
+  const closed = [];
+  for (let i = 0; i < 10; i++) {
+    const s = net.connect(SOCK);
+    const t0 = Date.now();
+    s.on('close', () => closed.push(Date.now() - t0));
+    s.on('error', () => {});
+    idle.push(s);
+  }
+  const cpu0 = cpuMs(PID);
+  const t0 = Date.now();
+  while (closed.length < 5 && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(closed.length >= 5, `only ${closed.length} of 10 connections past the limit were closed`);
+  assert.ok(Math.max(...closed) < 2000, `refusals took ${closed} ms`);
+  await new Promise((r) => setTimeout(r, 1500));
+  const spent = cpuMs(PID) - cpu0;
+  assert.ok(spent < 400, `the responder used ${spent} ms of CPU while out of descriptors`);
+  console.log(`ok 1 - at ${soft} descriptors, ${closed.length} of 10 new connections were ` +
+              `closed within ${Math.max(...closed)} ms; ${spent} ms CPU in ${Date.now() - t0} ms`);
+  const answer = await withTimeout(slow.done, 10000, 'the call in flight');
+  assert.match(answer, /"success":true/, answer.slice(0, 300));
+  assert.ok(answer.includes('survivor'), answer.slice(0, 300));
+  console.log('ok 2 - the call in flight completed');
+  for (const s of idle) s.destroy();
+  require('node:child_process').execFileSync('prlimit', [`--pid=${PID}`, `--nofile=${hard}:${hard}`]);
+  const h = await withTimeout(request('GET', '/api/v1/health').done, 10000, 'health afterwards');
+  assert.match(h, /"status":"ok"/, h.slice(0, 300));
+  console.log('ok 3 - served again once descriptors were free');
+  process.exit(0);
+}
+
 (async () => {
+  if (process.argv[4] === 'nofile') return nofile();
   // Start every server first, so that all of them are there to inspect.
   for (const id of ['fake', 'crashy', 'everything']) {
     const r = await withTimeout(request('GET', `/api/v1/servers/${id}/tools`).done, 20000, id);
