@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "err.h"
@@ -54,4 +56,15 @@ const char *mcpgw_err_code(int rc)
     case MCPGW_EFORBIDDEN: return "forbidden";
     default: return "internal";
     }
+}
+
+void mcpgw_errmsg(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!err || !errlen)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
 }

@@ -7,6 +7,8 @@
 #ifndef MCPGW_ERR_H
 #define MCPGW_ERR_H
 
+#include <stddef.h>
+
 enum {
     MCPGW_EBASE = -1000,
     MCPGW_ETOOBIG = -1001,          /* over a configured size limit */
@@ -35,5 +37,11 @@ const char *mcpgw_strerror(int rc);
 /* The protocol error code (docs/protocol.md) that best describes rc, e.g.
  * "timeout" for MCPGW_ETIMEDOUT; "internal" for anything unexpected. */
 const char *mcpgw_err_code(int rc);
+
+/* Write a one-line message into the (err, errlen) out-parameter that many
+ * functions here take: NUL-terminated, cut to fit; nothing when err is NULL
+ * or errlen 0. */
+void mcpgw_errmsg(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

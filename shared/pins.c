@@ -28,20 +28,6 @@ struct mcpgw_pins {
     struct stat st;             /* of the file loaded; st_ino 0: there was none */
 };
 
-static void msg(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void msg(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || !errlen)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 const char *mcpgw_pin_verdict_name(enum mcpgw_pin_verdict v)
 {
     switch (v) {
@@ -194,23 +180,23 @@ static int load(const char *path, json_object **servers, struct stat *st, char *
     doc = json_tokener_parse_ex(tok, b.ptr, (int)b.len);
     if (!doc || json_tokener_get_error(tok) != json_tokener_success ||
         json_tokener_get_parse_end(tok) != b.len) {
-        msg(err, errlen, "%s: not valid JSON", path);
+        mcpgw_errmsg(err, errlen, "%s: not valid JSON", path);
         goto out;
     }
     if (!json_object_is_type(doc, json_type_object) ||
         !json_object_object_get_ex(doc, "servers", &sv) ||
         !json_object_is_type(sv, json_type_object)) {
-        msg(err, errlen, "%s: expected {\"servers\": {...}}", path);
+        mcpgw_errmsg(err, errlen, "%s: expected {\"servers\": {...}}", path);
         goto out;
     }
     json_object_object_foreach(sv, server, tools) {
         if (!json_object_is_type(tools, json_type_object)) {
-            msg(err, errlen, "%s: servers.%.64s: expected an object of tool hashes", path, server);
+            mcpgw_errmsg(err, errlen, "%s: servers.%.64s: expected an object of tool hashes", path, server);
             goto out;
         }
         json_object_object_foreach(tools, tool, h) {
             if (!hex_ok(h)) {
-                msg(err, errlen, "%s: servers.%.64s.%.128s: expected %d lower case hex digits",
+                mcpgw_errmsg(err, errlen, "%s: servers.%.64s.%.128s: expected %d lower case hex digits",
                     path, server, tool, HEX_LEN);
                 goto out;
             }
@@ -248,7 +234,7 @@ static int pin_into(json_object *servers, const char *server, json_object *tools
                     strcmp(json_object_get_string(nm), names[k]) == 0;
         }
         if (!found) {
-            msg(err, errlen, "server '%s' has no tool '%.128s'", server, names[k]);
+            mcpgw_errmsg(err, errlen, "server '%s' has no tool '%.128s'", server, names[k]);
             return -ENOENT;
         }
     }
@@ -273,7 +259,7 @@ static int pin_into(json_object *servers, const char *server, json_object *tools
         if (!wanted)
             continue;
         if ((rc = mcpgw_pins_hash(t, hex)) < 0) {
-            msg(err, errlen, "server '%s' tool '%.128s': cannot hash its definition: %s", server,
+            mcpgw_errmsg(err, errlen, "server '%s' tool '%.128s': cannot hash its definition: %s", server,
                 name, mcpgw_strerror(rc));
             return rc;
         }
@@ -300,7 +286,7 @@ static int approve_locked(const char *path, const char *server, json_object *too
     int lock, rc;
 
     if (!json_object_is_type(tools, json_type_array)) {
-        msg(err, errlen, "server '%s': no tool list to approve", server);
+        mcpgw_errmsg(err, errlen, "server '%s': no tool list to approve", server);
         return -EINVAL;
     }
     lock = mcpgw_statefile_lock(path, err, errlen);
@@ -323,7 +309,7 @@ static int approve_locked(const char *path, const char *server, json_object *too
         goto out;
     }
     if (len + 1 > MCPGW_PINS_FILE_BYTES_MAX) {
-        msg(err, errlen, "%s: would grow past %u bytes", path, MCPGW_PINS_FILE_BYTES_MAX);
+        mcpgw_errmsg(err, errlen, "%s: would grow past %u bytes", path, MCPGW_PINS_FILE_BYTES_MAX);
         rc = MCPGW_ETOOBIG;
         goto out;
     }
@@ -349,7 +335,7 @@ static int approve_locked(const char *path, const char *server, json_object *too
         *napproved = changed;
 out:
     if (rc == -ENOMEM)
-        msg(err, errlen, "%s: out of memory", path);
+        mcpgw_errmsg(err, errlen, "%s: out of memory", path);
     json_object_put(doc);
     json_object_put(servers);
     close(lock);
@@ -363,7 +349,7 @@ int mcpgw_pins_approve(const char *path, const char *server, json_object *tools,
     if (napproved)
         *napproved = 0;
     if (!path || !server || (nnames && !names)) {
-        msg(err, errlen, "no pins file or server given");
+        mcpgw_errmsg(err, errlen, "no pins file or server given");
         return -EINVAL;
     }
     return approve_locked(path, server, tools, names, nnames, napproved, NULL, NULL, err, errlen);

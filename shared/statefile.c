@@ -18,26 +18,12 @@
 
 #define READ_CHUNK 65536
 
-static void msg(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void msg(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || !errlen)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* "<path>: <what>: <strerror>"; returns -errnum. */
 static int sys_msg(char *err, size_t errlen, const char *path, const char *what, int errnum)
 {
     char buf[256];
 
-    msg(err, errlen, "%s: %s: %s", path, what, strerror_r(errnum, buf, sizeof(buf)));
+    mcpgw_errmsg(err, errlen, "%s: %s: %s", path, what, strerror_r(errnum, buf, sizeof(buf)));
     return -errnum;
 }
 
@@ -93,27 +79,27 @@ int mcpgw_statefile_read(const char *path, size_t max, struct mcpgw_buf *out, st
     }
     rc = MCPGW_ECONFIG;
     if (!S_ISREG(sb.st_mode)) {
-        msg(err, errlen, "%s: not a regular file", path);
+        mcpgw_errmsg(err, errlen, "%s: not a regular file", path);
         goto out;
     }
     /* fstat on the fd we read, so the file checked is the file parsed. */
     if (sb.st_mode & (S_IWGRP | S_IWOTH)) {
-        msg(err, errlen, "%s: refusing a group- or world-writable file (mode %04o); "
+        mcpgw_errmsg(err, errlen, "%s: refusing a group- or world-writable file (mode %04o); "
             "run chmod 600", path, (unsigned)(sb.st_mode & 07777));
         goto out;
     }
     if ((uintmax_t)sb.st_size > max) {
-        msg(err, errlen, "%s: larger than %zu bytes", path, max);
+        mcpgw_errmsg(err, errlen, "%s: larger than %zu bytes", path, max);
         goto out;
     }
     rc = read_to_end(fd, max, out);
     if (rc == MCPGW_ETOOBIG) {
-        msg(err, errlen, "%s: larger than %zu bytes", path, max);
+        mcpgw_errmsg(err, errlen, "%s: larger than %zu bytes", path, max);
         rc = MCPGW_ECONFIG;
         goto out;
     }
     if (rc == -ENOMEM) {
-        msg(err, errlen, "%s: out of memory", path);
+        mcpgw_errmsg(err, errlen, "%s: out of memory", path);
         goto out;
     }
     if (rc < 0) {
@@ -121,7 +107,7 @@ int mcpgw_statefile_read(const char *path, size_t max, struct mcpgw_buf *out, st
         goto out;
     }
     if (out->len && memchr(out->ptr, '\0', out->len)) {
-        msg(err, errlen, "%s: contains a NUL byte", path);
+        mcpgw_errmsg(err, errlen, "%s: contains a NUL byte", path);
         rc = MCPGW_ECONFIG;
         goto out;
     }

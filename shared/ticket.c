@@ -35,19 +35,6 @@
 #define HASH_HEX 64
 #define FILE_MAX 16384              /* name + 64 scopes of <= 200 bytes fits */
 
-static void msg(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void msg(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || !errlen)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static bool shape_ok(const char *t, size_t len)
 {
     if (len != MCPGW_TICKET_LEN || memcmp(t, TAG, TAG_LEN) != 0)
@@ -168,7 +155,7 @@ int mcpgw_ticket_issue(const struct mcpgw_conf *conf, const struct mcpgw_token_i
     now = ts.tv_sec;
     mcpgw_buf_init(&b, FILE_MAX);
     if (!conf || !who || !who->name || !out || outlen <= MCPGW_TICKET_LEN) {
-        msg(err, errlen, "invalid arguments");
+        mcpgw_errmsg(err, errlen, "invalid arguments");
         rc = -EINVAL;
         goto out;
     }
@@ -178,7 +165,7 @@ int mcpgw_ticket_issue(const struct mcpgw_conf *conf, const struct mcpgw_token_i
     expires = (time_t)(((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
                         conf->ticket_ttl_ms + 999) / 1000);
     if (RAND_bytes(secret, sizeof(secret)) != 1) {
-        msg(err, errlen, "cannot get random bytes");
+        mcpgw_errmsg(err, errlen, "cannot get random bytes");
         rc = -EIO;
         goto out;
     }
@@ -187,11 +174,11 @@ int mcpgw_ticket_issue(const struct mcpgw_conf *conf, const struct mcpgw_token_i
     OPENSSL_cleanse(secret, sizeof(secret));
     if ((rc = ticket_path(conf, NULL, 0, dir, sizeof(dir))) < 0 ||
         (rc = ticket_path(conf, ticket, MCPGW_TICKET_LEN, path, sizeof(path))) < 0) {
-        msg(err, errlen, "ticket directory path too long");
+        mcpgw_errmsg(err, errlen, "ticket directory path too long");
         goto out;
     }
     if ((rc = mkdirs(dir)) < 0) {
-        msg(err, errlen, "cannot create '%s': %s", dir, strerror(-rc));
+        mcpgw_errmsg(err, errlen, "cannot create '%s': %s", dir, strerror(-rc));
         goto out;
     }
     sweep(dir, now);
@@ -209,14 +196,14 @@ int mcpgw_ticket_issue(const struct mcpgw_conf *conf, const struct mcpgw_token_i
     if (rc == 0)
         rc = mcpgw_buf_printf(&b, "],\"expires\":%lld}\n", (long long)expires);
     if (rc < 0) {
-        msg(err, errlen, "ticket too large");
+        mcpgw_errmsg(err, errlen, "ticket too large");
         goto out;
     }
     snprintf(tmp, sizeof(tmp), "%s/.tmp.%.16s", dir, path + strlen(dir) + 1);
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         rc = -errno;
-        msg(err, errlen, "cannot create a ticket in '%s': %s", dir, strerror(errno));
+        mcpgw_errmsg(err, errlen, "cannot create a ticket in '%s': %s", dir, strerror(errno));
         goto out;
     }
     times[0].tv_sec = times[1].tv_sec = expires;
@@ -227,14 +214,14 @@ int mcpgw_ticket_issue(const struct mcpgw_conf *conf, const struct mcpgw_token_i
             close(fd);
         fd = -1;
         unlink(tmp);
-        msg(err, errlen, "cannot write a ticket in '%s': %s", dir, strerror(-rc));
+        mcpgw_errmsg(err, errlen, "cannot write a ticket in '%s': %s", dir, strerror(-rc));
         goto out;
     }
     fd = -1;
     if (rename(tmp, path) < 0) {
         rc = -errno;
         unlink(tmp);
-        msg(err, errlen, "cannot store a ticket in '%s': %s", dir, strerror(-rc));
+        mcpgw_errmsg(err, errlen, "cannot store a ticket in '%s': %s", dir, strerror(-rc));
         goto out;
     }
     memcpy(out, ticket, MCPGW_TICKET_LEN + 1);

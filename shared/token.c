@@ -164,20 +164,6 @@ static bool prefix_valid(const char *s, size_t n)
 
 /* ---- messages ---- */
 
-static void msg(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void msg(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || !errlen)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static bool secret_like(const char *s, size_t n)
 {
     size_t i, run = 0;
@@ -466,7 +452,7 @@ static int bad(const struct ctx *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    msg(c->err, c->errlen, "%s: %s", c->path, what);
+    mcpgw_errmsg(c->err, c->errlen, "%s: %s", c->path, what);
     return MCPGW_ECONFIG;
 }
 
@@ -766,12 +752,12 @@ static int load(const char *path, mcpgw_tokens **out, struct stat *st, bool *exi
         *exists = false;
     mcpgw_buf_init(&b, MCPGW_TOKEN_FILE_BYTES_MAX);
     if (!path) {
-        msg(err, errlen, "no token file given");
+        mcpgw_errmsg(err, errlen, "no token file given");
         return -EINVAL;
     }
     t = calloc(1, sizeof(*t));
     if (!t) {
-        msg(err, errlen, "%s: out of memory", path);
+        mcpgw_errmsg(err, errlen, "%s: out of memory", path);
         return -ENOMEM;
     }
     rc = mcpgw_statefile_read(path, MCPGW_TOKEN_FILE_BYTES_MAX, &b, &sb, err, errlen);
@@ -792,7 +778,7 @@ static int load(const char *path, mcpgw_tokens **out, struct stat *st, bool *exi
         goto done;
     rc = parse_store(&c, b.ptr, b.len, t);
     if (rc == -ENOMEM)
-        msg(err, errlen, "%s: out of memory", path);
+        mcpgw_errmsg(err, errlen, "%s: out of memory", path);
     if (rc < 0)
         goto fail;
 done:
@@ -862,9 +848,9 @@ static int store_write(const char *path, const mcpgw_tokens *t, const struct sta
     mcpgw_buf_init(&b, MCPGW_TOKEN_FILE_BYTES_MAX);
     rc = serialize(t, &b);
     if (rc == MCPGW_ETOOBIG)
-        msg(err, errlen, "%s: would grow past %u bytes", path, MCPGW_TOKEN_FILE_BYTES_MAX);
+        mcpgw_errmsg(err, errlen, "%s: would grow past %u bytes", path, MCPGW_TOKEN_FILE_BYTES_MAX);
     else if (rc < 0)
-        msg(err, errlen, "%s: out of memory", path);
+        mcpgw_errmsg(err, errlen, "%s: out of memory", path);
     else
         rc = mcpgw_statefile_replace(path, b.ptr, b.len, old, "token", err, errlen);
     mcpgw_buf_release(&b);
@@ -914,12 +900,12 @@ static int check_name(const char *name, char *err, size_t errlen)
     char q[QUOTE_BUF];
 
     if (!name || !name_valid(name, strlen(name))) {
-        msg(err, errlen, "invalid name '%s': " NAME_RULE, name ? quote(q, name, strlen(name)) : "",
+        mcpgw_errmsg(err, errlen, "invalid name '%s': " NAME_RULE, name ? quote(q, name, strlen(name)) : "",
             MCPGW_TOKEN_NAME_MAX);
         return -EINVAL;
     }
     if (contains_token(name, strlen(name))) {
-        msg(err, errlen, "invalid name: that is a token, not a name");
+        mcpgw_errmsg(err, errlen, "invalid name: that is a token, not a name");
         return -EINVAL;
     }
     return 0;
@@ -942,32 +928,32 @@ int mcpgw_tokens_add(const char *path, const char *name, const char *const *scop
     if (out && outlen)
         out[0] = '\0';
     if (!path) {
-        msg(err, errlen, "no token file given");
+        mcpgw_errmsg(err, errlen, "no token file given");
         return -EINVAL;
     }
     if ((rc = check_name(name, err, errlen)) < 0)
         return rc;
     if (!scopes || nscopes < 1) {
-        msg(err, errlen, "a token needs at least one scope");
+        mcpgw_errmsg(err, errlen, "a token needs at least one scope");
         return -EINVAL;
     }
     if (nscopes > MCPGW_TOKEN_SCOPES_MAX) {
-        msg(err, errlen, "more than %d scopes", MCPGW_TOKEN_SCOPES_MAX);
+        mcpgw_errmsg(err, errlen, "more than %d scopes", MCPGW_TOKEN_SCOPES_MAX);
         return -EINVAL;
     }
     for (i = 0; i < nscopes; i++) {
         if (!mcpgw_token_scope_valid(scopes[i])) {
-            msg(err, errlen, "invalid scope '%s'",
+            mcpgw_errmsg(err, errlen, "invalid scope '%s'",
                 scopes[i] ? quote(q, scopes[i], strlen(scopes[i])) : "");
             return -EINVAL;
         }
     }
     if (expires < 0 || (expires != 0 && expires <= time(NULL))) {
-        msg(err, errlen, "expiry time is in the past");
+        mcpgw_errmsg(err, errlen, "expiry time is in the past");
         return -EINVAL;
     }
     if (!out || outlen < TOKEN_LEN + 1) {
-        msg(err, errlen, "token buffer too small");
+        mcpgw_errmsg(err, errlen, "token buffer too small");
         return -EINVAL;
     }
 
@@ -982,7 +968,7 @@ int mcpgw_tokens_add(const char *path, const char *name, const char *const *scop
         if (strcmp(t->v[i].name, name) != 0)
             continue;
         if (!t->v[i].revoked) {
-            msg(err, errlen, "%s: token '%s' already exists", path, quote(q, name, strlen(name)));
+            mcpgw_errmsg(err, errlen, "%s: token '%s' already exists", path, quote(q, name, strlen(name)));
             rc = MCPGW_EEXIST;
             goto out;
         }
@@ -990,19 +976,19 @@ int mcpgw_tokens_add(const char *path, const char *name, const char *const *scop
             replace = i;
     }
     if (replace == SIZE_MAX && t->n >= MCPGW_TOKENS_MAX) {
-        msg(err, errlen, "%s: already holds %d tokens", path, MCPGW_TOKENS_MAX);
+        mcpgw_errmsg(err, errlen, "%s: already holds %d tokens", path, MCPGW_TOKENS_MAX);
         rc = MCPGW_ETOOBIG;
         goto out;
     }
 
     e.name = strdup(name);
     if (!e.name || dup_scopes(&e, scopes, nscopes) < 0) {
-        msg(err, errlen, "%s: out of memory", path);
+        mcpgw_errmsg(err, errlen, "%s: out of memory", path);
         rc = -ENOMEM;
         goto out;
     }
     if ((rc = token_generate(tok, e.hash)) < 0) {
-        msg(err, errlen, "%s: cannot generate a token", path);
+        mcpgw_errmsg(err, errlen, "%s: cannot generate a token", path);
         goto out;
     }
     memcpy(e.prefix, tok, PREFIX_LEN);
@@ -1028,7 +1014,7 @@ int mcpgw_tokens_add(const char *path, const char *name, const char *const *scop
     } else {
         struct entry *v = realloc(t->v, (t->n + 1) * sizeof(*v));
         if (!v) {
-            msg(err, errlen, "%s: out of memory", path);
+            mcpgw_errmsg(err, errlen, "%s: out of memory", path);
             rc = -ENOMEM;
             goto out;
         }
@@ -1060,7 +1046,7 @@ int mcpgw_tokens_revoke(const char *path, const char *name, char *err, size_t er
     int lockfd, rc;
 
     if (!path) {
-        msg(err, errlen, "no token file given");
+        mcpgw_errmsg(err, errlen, "no token file given");
         return -EINVAL;
     }
     if ((rc = check_name(name, err, errlen)) < 0)
@@ -1075,7 +1061,7 @@ int mcpgw_tokens_revoke(const char *path, const char *name, char *err, size_t er
         if (!t->v[i].revoked && strcmp(t->v[i].name, name) == 0)
             break;
     if (i == t->n) {
-        msg(err, errlen, "%s: no active token named '%s'", path, quote(q, name, strlen(name)));
+        mcpgw_errmsg(err, errlen, "%s: no active token named '%s'", path, quote(q, name, strlen(name)));
         rc = MCPGW_ENOTFOUND;
         goto out;
     }
