@@ -73,6 +73,10 @@ struct mcpgw_routes {
     unsigned streams;
     atomic_bool stopping;      /* read without the lock: set from signal handlers */
     bool cancel;
+    /* cancel_all posted to the hub and not run yet: the routes must not be
+     * freed before it runs (it reads them on the hub's thread). */
+    bool cancel_pending;
+    pthread_cond_t cancel_cond;
     int stop_fd;                /* eventfd, readable once stopping */
     struct box *calls;          /* tool calls in flight (for cancel) */
 };
@@ -928,6 +932,8 @@ static void cancel_all(mcpgw_hub *hub, void *ud)
         if (c)
             mcpgw_call_cancel(c, "the gateway is shutting down");
     }
+    rt->cancel_pending = false;
+    pthread_cond_broadcast(&rt->cancel_cond);
     pthread_mutex_unlock(&rt->lock);
 }
 
@@ -1712,10 +1718,15 @@ void mcpgw_routes_shutdown(mcpgw_routes *rt, bool cancel_calls)
     if (!rt->cancel) {
         rt->cancel = true;
         post = rt->hub != NULL;
+        rt->cancel_pending = post;
     }
     pthread_mutex_unlock(&rt->lock);
-    if (post && mcpgw_hub_post(rt->hub, cancel_all, rt) < 0)
+    if (post && mcpgw_hub_post(rt->hub, cancel_all, rt) < 0) {
         mcpgw_log_warn(rt->component, "cannot cancel the calls in flight: the hub is stopping");
+        pthread_mutex_lock(&rt->lock);
+        rt->cancel_pending = false;
+        pthread_mutex_unlock(&rt->lock);
+    }
 }
 
 int mcpgw_routes_new(const struct mcpgw_routes_opts *opts, mcpgw_routes **out, char *err,
@@ -1735,6 +1746,7 @@ int mcpgw_routes_new(const struct mcpgw_routes_opts *opts, mcpgw_routes **out, c
     rt->events = opts->events;
     snprintf(rt->component, sizeof(rt->component), "%s", opts->component ? opts->component : "http");
     pthread_mutex_init(&rt->lock, NULL);
+    pthread_cond_init(&rt->cancel_cond, NULL);
     pthread_rwlock_init(&rt->tok_lock, NULL);
     rt->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (rt->stop_fd < 0) {
@@ -1770,12 +1782,32 @@ fail:
 
 void mcpgw_routes_free(mcpgw_routes *rt)
 {
+    struct timespec until;
+    bool pending;
+
     if (!rt)
         return;
+    /* A cancel_all still queued on the hub would run on freed routes:
+     * wait for it (the hub's loop runs it at its next turn). */
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    pthread_mutex_lock(&rt->lock);
+    while (rt->cancel_pending &&
+           pthread_cond_timedwait(&rt->cancel_cond, &rt->lock, &until) != ETIMEDOUT)
+        ;
+    pending = rt->cancel_pending;
+    pthread_mutex_unlock(&rt->lock);
+    if (pending) {
+        /* The hub's loop is not running: leaking beats running on freed memory. */
+        mcpgw_log_error(rt->component, "routes not freed: a cancellation is still queued on "
+                        "a hub that does not run");
+        return;
+    }
     if (rt->stop_fd >= 0)
         close(rt->stop_fd);
     mcpgw_tokens_free(rt->tokens);
     mcpgw_quota_free(rt->quota);
+    pthread_cond_destroy(&rt->cancel_cond);
     pthread_mutex_destroy(&rt->lock);
     pthread_rwlock_destroy(&rt->tok_lock);
     free(rt);
