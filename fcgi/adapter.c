@@ -18,6 +18,7 @@
 #include "limits.h"
 #include "log.h"
 #include "params.h"
+#include "theap.h"
 
 static const char *get_param(void *ud, const char *name)
 {
@@ -190,14 +191,6 @@ static void refuse_head(int fd, unsigned id)
     }
 }
 
-static int64_t head_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static bool readable(int fd, short ev)
 {
     struct pollfd p = { .fd = fd, .events = ev };
@@ -210,7 +203,7 @@ bool fcgi_head_ok(int fd, int stop_fd)
     unsigned char *buf = malloc(MCPGW_FCGI_HEAD_BYTES_MAX);
     int zero = 0, off = -1;
     struct timeval slice = { 0, HEAD_SLICE_MS * 1000 }, none = { 0, 0 };
-    int64_t deadline = head_ms() + MCPGW_FCGI_HEAD_TIMEOUT;
+    int64_t deadline = mcpgw__mono_ms() + MCPGW_FCGI_HEAD_TIMEOUT;
     enum fcgi_head h = FCGI_HEAD_MORE;
     const char *why = "ended before it was complete";
     struct fcgi_head_info info = { 0 };
@@ -261,7 +254,7 @@ bool fcgi_head_ok(int fd, int stop_fd)
                 why = "was cut short: the responder is stopping";
                 break;
             }
-            if (head_ms() >= deadline) {
+            if (mcpgw__mono_ms() >= deadline) {
                 why = "did not arrive in time";
                 break;
             }

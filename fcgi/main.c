@@ -62,6 +62,7 @@
 #include "limits.h"
 #include "log.h"
 #include "routes.h"
+#include "theap.h"
 
 /* Stack of a stream thread: the SSE loop needs a few KiB. */
 #define STREAM_STACK (256u * 1024)
@@ -277,14 +278,6 @@ static bool stopping(const struct server *s)
     return poll(&p, 1, 0) > 0;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Out of descriptors: a connection left in the backlog would hang its
  * client (the web server waits for an answer that never comes), so give
  * up the reserve descriptor for one accept and close that connection at
@@ -296,7 +289,7 @@ static bool refuse_one(struct server *s)
 {
     static int64_t logged_at;
     static unsigned long refused;
-    int64_t now = mono_ms();
+    int64_t now = mcpgw__mono_ms();
     int fd;
 
     if (s->reserve_fd < 0) {
@@ -566,7 +559,7 @@ static bool drained(struct server *s, int64_t deadline)
     for (;;) {
         if (mcpgw_routes_active(s->rt, NULL) == 0 && atomic_load(&s->stream_threads) == 0)
             return true;
-        if (mono_ms() >= deadline)
+        if (mcpgw__mono_ms() >= deadline)
             return false;
         poll(NULL, 0, 20);
     }
@@ -757,11 +750,11 @@ out:
     }
     if (s.rt) {
         mcpgw_routes_shutdown(s.rt, false);
-        if (!drained(&s, mono_ms() + GRACE_CALLS_MS)) {
+        if (!drained(&s, mcpgw__mono_ms() + GRACE_CALLS_MS)) {
             mcpgw_log_warn("fcgi", "cancelling %u calls still running",
                            mcpgw_routes_active(s.rt, NULL));
             mcpgw_routes_shutdown(s.rt, true);
-            if (!drained(&s, mono_ms() + GRACE_THREADS_MS))
+            if (!drained(&s, mcpgw__mono_ms() + GRACE_THREADS_MS))
                 mcpgw_log_error("fcgi", "requests still open at exit");
         }
     }

@@ -40,6 +40,7 @@
 #include "events_redis.h"
 #include "limits.h"
 #include "log.h"
+#include "theap.h"
 
 static const char comp[] = "events";
 
@@ -129,14 +130,6 @@ static void id_pred(const char *s, char *out, size_t n)
     snprintf(out, n, "%" PRIu64 "-%" PRIu64, x.ms, x.seq);
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static struct timeval tv_ms(int ms)
 {
     struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
@@ -167,7 +160,7 @@ static void backoff(int64_t *at, int *delay)
     *delay = *delay ? *delay * 2 : MCPGW_EVENTS_RETRY_MIN;
     if (*delay > MCPGW_EVENTS_RETRY_MAX)
         *delay = MCPGW_EVENTS_RETRY_MAX;
-    *at = mono_ms() + *delay;
+    *at = mcpgw__mono_ms() + *delay;
 }
 
 /* Connect with the bounded timeouts.  NULL with a reason in why. */
@@ -215,7 +208,7 @@ static int ensure_conn(struct mcpgw__evredis *r)
     redisReply *rep;
 
     if (!r->c) {
-        if (mono_ms() < r->retry_at)
+        if (mcpgw__mono_ms() < r->retry_at)
             return MCPGW_EUNAVAIL;
         if (!(r->c = connect_to(r->host, r->port, MCPGW_EVENTS_PUBLISH_WAIT, why, sizeof(why)))) {
             drop_conn(r, why);
@@ -777,7 +770,7 @@ static int rd_connect(struct mcpgw__evredis_reader *rd)
 
     if (rd->c)
         return 0;
-    if (rd->retry_at && mono_ms() < rd->retry_at)
+    if (rd->retry_at && mcpgw__mono_ms() < rd->retry_at)
         return -1;
     /* Positioning is one short script, catching up one XREAD. */
     if (!(rd->c = connect_to(rd->r->host, rd->r->port, 1000, why, sizeof(why)))) {
@@ -966,7 +959,7 @@ static int rd_try(struct mcpgw__evredis_reader *rd, struct mcpgw_event *ev)
 
 int mcpgw__evredis_read(struct mcpgw__evredis_reader *rd, struct mcpgw_event *e, int timeout_ms)
 {
-    int64_t deadline = timeout_ms > 0 ? mono_ms() + timeout_ms : 0;
+    int64_t deadline = timeout_ms > 0 ? mcpgw__mono_ms() + timeout_ms : 0;
     uint64_t junk;
     int rc;
 
@@ -986,7 +979,7 @@ int mcpgw__evredis_read(struct mcpgw__evredis_reader *rd, struct mcpgw_event *e,
             int wait = -1;
 
             if (timeout_ms > 0) {
-                int64_t left = deadline - mono_ms();
+                int64_t left = deadline - mcpgw__mono_ms();
 
                 if (left <= 0)
                     return 0;
@@ -994,7 +987,7 @@ int mcpgw__evredis_read(struct mcpgw__evredis_reader *rd, struct mcpgw_event *e,
             }
             /* Without Redis, look again when a reconnection is due. */
             if (!rd->positioned || (rd->mode == M_CATCHUP && !rd->c)) {
-                int64_t due = rd->retry_at - mono_ms();
+                int64_t due = rd->retry_at - mcpgw__mono_ms();
 
                 if (due < 0)
                     due = 0;

@@ -30,6 +30,7 @@
 #include "log.h"
 #include "quota.h"
 #include "routes.h"
+#include "theap.h"
 #include "ticket.h"
 #include "token.h"
 
@@ -121,14 +122,6 @@ struct req {
     bool gone;                  /* writer failed */
     struct ident who;
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- identity --------------------------------------------------------------- */
 
@@ -1453,7 +1446,7 @@ static int route_events(struct req *r)
                    r->who.authenticated ? "'" : "",
                    r->who.authenticated ? r->who.info.name : "an anonymous client",
                    r->who.authenticated ? "'" : "");
-    start = mono_ms();
+    start = mcpgw__mono_ms();
     end = start + conf->sse.max_stream_ms;
     next_hb = start + conf->limits.heartbeat_ms;
     next_tok = start + TOKEN_RECHECK_MS;
@@ -1467,7 +1460,7 @@ static int route_events(struct req *r)
     if (rc < 0 || w_write(r, o.ptr, o.len) < 0 || w_flush(r) < 0)
         goto out;
     for (;;) {
-        int64_t now = mono_ms(), wait;
+        int64_t now = mcpgw__mono_ms(), wait;
         int rfd = mcpgw_events_reader_fd(reader);
         struct pollfd pfd[3];
         int np = 0, got;
