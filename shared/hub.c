@@ -678,7 +678,7 @@ void mcpgw_hub_set_batching(mcpgw_hub *hub, bool on)
 
 /* ---- servers ------------------------------------------------------------------ */
 
-static struct srv *find_srv(const mcpgw_hub *hub, const char *id)
+struct srv *mcpgw__hub_find_srv(const mcpgw_hub *hub, const char *id)
 {
     for (size_t i = 0; i < hub->nsrv; i++)
         if (strcmp(hub->srvs[i]->conf->id, id) == 0)
@@ -701,7 +701,7 @@ bool mcpgw_hub_health(const mcpgw_hub *hub, size_t i, struct mcpgw_server_health
 
 int mcpgw_hub_health_of(const mcpgw_hub *hub, const char *server, struct mcpgw_server_health *h)
 {
-    struct srv *s = find_srv(hub, server);
+    struct srv *s = mcpgw__hub_find_srv(hub, server);
 
     if (!s)
         return MCPGW_EUNKNOWNSERVER;
@@ -727,7 +727,7 @@ static int srv_ensure(struct srv *s)
 
 int mcpgw_hub_start(mcpgw_hub *hub, const char *server)
 {
-    struct srv *s = find_srv(hub, server);
+    struct srv *s = mcpgw__hub_find_srv(hub, server);
 
     if (!s)
         return MCPGW_EUNKNOWNSERVER;
@@ -738,14 +738,14 @@ int mcpgw_hub_start(mcpgw_hub *hub, const char *server)
 
 json_object *mcpgw_hub_tools(mcpgw_hub *hub, const char *server)
 {
-    struct srv *s = find_srv(hub, server);
+    struct srv *s = mcpgw__hub_find_srv(hub, server);
 
     return s && s->state == MCPGW_SERVER_READY ? s->tools : NULL;
 }
 
 int mcpgw_hub_list_tools(mcpgw_hub *hub, const char *server, mcpgw_tools_cb cb, void *ud)
 {
-    struct srv *s = find_srv(hub, server);
+    struct srv *s = mcpgw__hub_find_srv(hub, server);
     struct tools_waiter *w;
     int rc;
 
@@ -779,7 +779,7 @@ int mcpgw_hub_call(mcpgw_hub *hub, const char *server, const char *tool, json_ob
                    mcpgw_call **out)
 {
     static const struct mcpgw_call_opts no_opts;
-    struct srv *s = find_srv(hub, server);
+    struct srv *s = mcpgw__hub_find_srv(hub, server);
     struct mcpgw_call *c = NULL;
     const char *args_json = "{}";
     size_t args_len = 2;

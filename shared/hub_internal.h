@@ -145,6 +145,10 @@ struct mcpgw_hub {
  * whether a listed tool is withheld (looking at the pins file again
  * first); judge again if the pins file changed. */
 void mcpgw__srv_pin_tools(struct srv *s);
+/* hub.c: the server in service with this id, or NULL. */
+struct srv *mcpgw__hub_find_srv(const mcpgw_hub *hub, const char *id);
+/* hub_mcp.c: whether a tool array holds a tool of this name. */
+bool mcpgw__tools_have(json_object *tools, const char *tool);
 bool mcpgw__srv_tool_held(struct srv *s, const char *tool);
 void mcpgw__srv_pins_refresh(struct srv *s);
 #define SRV_OF(ptr, member) ((struct srv *)((char *)(ptr) - offsetof(struct srv, member)))

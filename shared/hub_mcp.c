@@ -55,21 +55,24 @@ static bool version_supported(const char *v)
     return false;
 }
 
-bool mcpgw__srv_tool_listed(struct srv *s, const char *tool)
+bool mcpgw__tools_have(json_object *tools, const char *tool)
 {
-    size_t n;
+    size_t n = tools ? json_object_array_length(tools) : 0;
 
-    if (!s->tools)
-        return false;
-    n = json_object_array_length(s->tools);
     for (size_t i = 0; i < n; i++) {
-        json_object *t = json_object_array_get_idx(s->tools, i), *name;
+        json_object *t = json_object_array_get_idx(tools, i), *name;
 
         if (json_object_object_get_ex(t, "name", &name) &&
+            json_object_is_type(name, json_type_string) &&
             strcmp(json_object_get_string(name), tool) == 0)
             return true;
     }
     return false;
+}
+
+bool mcpgw__srv_tool_listed(struct srv *s, const char *tool)
+{
+    return mcpgw__tools_have(s->tools, tool);
 }
 
 static void srv_became_ready(struct srv *s)

@@ -119,18 +119,7 @@ void mcpgw__srv_pin_tools(struct srv *s)
  * file again first, so an approval made meanwhile counts at once. */
 bool mcpgw__srv_tool_held(struct srv *s, const char *tool)
 {
-    size_t n;
-    bool in_all = false;
-
-    if (!s->tools_all || s->tools == s->tools_all)
-        return false;
-    n = json_object_array_length(s->tools_all);
-    for (size_t i = 0; i < n && !in_all; i++) {
-        const char *name = tool_name(json_object_array_get_idx(s->tools_all, i));
-
-        in_all = name && strcmp(name, tool) == 0;
-    }
-    if (!in_all)
+    if (!s->tools_all || s->tools == s->tools_all || !mcpgw__tools_have(s->tools_all, tool))
         return false;
     judge(s, true);
     return !mcpgw__srv_tool_listed(s, tool);
@@ -144,22 +133,18 @@ void mcpgw__srv_pins_refresh(struct srv *s)
 
 json_object *mcpgw_hub_tools_unpinned(mcpgw_hub *hub, const char *server)
 {
-    for (size_t i = 0; i < hub->nsrv; i++)
-        if (strcmp(hub->srvs[i]->conf->id, server) == 0)
-            return hub->srvs[i]->state == MCPGW_SERVER_READY ? hub->srvs[i]->tools_all : NULL;
-    return NULL;
+    struct srv *s = mcpgw__hub_find_srv(hub, server);
+
+    return s && s->state == MCPGW_SERVER_READY ? s->tools_all : NULL;
 }
 
 int mcpgw_hub_approve_tools(mcpgw_hub *hub, const char *server, const char *const *names,
                             size_t nnames, size_t *napproved, char *err, size_t errlen)
 {
-    struct srv *s = NULL;
+    struct srv *s = mcpgw__hub_find_srv(hub, server);
     mcpgw_pins *pins;
     int rc;
 
-    for (size_t i = 0; i < hub->nsrv && !s; i++)
-        if (strcmp(hub->srvs[i]->conf->id, server) == 0)
-            s = hub->srvs[i];
     if (!s) {
         snprintf(err, errlen, "no server '%s' in the configuration", server);
         return MCPGW_EUNKNOWNSERVER;
