@@ -707,6 +707,47 @@ START_TEST(close_reason_invalid_utf8)
 }
 END_TEST
 
+/* wslay 1.1.1 judges a close reason read by read, taking the first two
+ * bytes of every read for the code: split inside the reason, "\u20acapp"
+ * was failed with 1007 (found by fuzz_ws).  Every split point must give
+ * what one write gives. */
+static const char split_reason[] = "\xe2\x82\xac" "app";
+
+START_TEST(close_reason_split_anywhere_is_echoed)
+{
+    struct bytes *b = fresh_bytes();
+    struct sframe *f = malloc(sizeof(*f));
+
+    close_frame(b, 3000, split_reason, sizeof(split_reason) - 1);
+    start(NULL, 0);
+    send_range(b, 0, (size_t)_i, b->n);
+    send_range(b, (size_t)_i, b->n, b->n);
+    ck_assert(read_frame(f, 3000));
+    ck_assert_int_eq(f->op, 8);
+    ck_assert_uint_eq(f->n, 2 + sizeof(split_reason) - 1);
+    ck_assert_int_eq(f->p[0] << 8 | f->p[1], 3000);
+    ck_assert(memcmp(f->p + 2, split_reason, sizeof(split_reason) - 1) == 0);
+    free(f);
+    run_until_ended(2000);
+    ck_assert_int_eq(got.end.peer_code, 3000);
+    ck_assert_str_eq(got.end.reason, "client closed");
+}
+END_TEST
+
+START_TEST(close_reason_invalid_utf8_split_anywhere)
+{
+    struct bytes *b = fresh_bytes();
+
+    close_frame(b, 3000, "\xe2\x82" "app", 5);
+    start(NULL, 0);
+    send_range(b, 0, (size_t)_i, b->n);
+    send_range(b, (size_t)_i, b->n, b->n);
+    ck_assert_int_eq(expect_close(), 1007);
+    run_until_ended(2000);
+    ck_assert_str_eq(got.end.reason, "invalid UTF-8 in the close reason");
+}
+END_TEST
+
 START_TEST(messages_after_close_are_ignored)
 {
     struct bytes *b = fresh_bytes();
@@ -1047,6 +1088,8 @@ static Suite *suite(void)
     tcase_add_test(tc, close_without_code_is_echoed_empty);
     tcase_add_test(tc, close_with_one_byte_body);
     tcase_add_loop_test(tc, close_reason_invalid_utf8, 0, 2);
+    tcase_add_loop_test(tc, close_reason_split_anywhere_is_echoed, 0, 2 + 4 + 2 + 6 + 1);
+    tcase_add_loop_test(tc, close_reason_invalid_utf8_split_anywhere, 0, 2 + 4 + 2 + 5 + 1);
     tcase_add_test(tc, messages_after_close_are_ignored);
     tcase_add_test(tc, server_close_after_queued_messages);
     tcase_add_test(tc, server_close_times_out);

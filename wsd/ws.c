@@ -5,7 +5,8 @@
  *    buffering off: data frames are collected here, into one bounded buffer
  *    per connection (no allocation per frame; a flood of tiny fragments is
  *    cut off by count), while wslay validates every frame, checks UTF-8 frame
- *    by frame, answers pings and echoes the peer's close;
+ *    by frame, answers pings and echoes the peer's close.  A close frame is
+ *    handed to wslay whole (walk_frames() says why);
  *  - output: one frame serialiser for the whole process (wslay_frame_send on
  *    a shared frame context), which writes each of our frames - messages,
  *    pings, close - straight into the connection's output queue.  Frames are
@@ -56,6 +57,8 @@ enum state {
 
 /* Longest reason that fits a control frame: 125 - 2 bytes of code. */
 #define REASON_MAX 123
+/* A whole client close frame: 2-byte header, 4-byte mask, 125 bytes. */
+#define CLOSE_FRAME_MAX (2 + 4 + 125)
 /* A message buffer bigger than this is freed after the message, so idle
  * connections stay small. */
 #define MSG_KEEP 4096
@@ -86,6 +89,15 @@ struct wsd_ws {
     bool close_received;        /* the peer's close frame arrived */
     uint64_t fed, consumed;     /* bytes given to wslay; bytes of frames it finished */
     uint64_t frame_bytes;       /* header + payload of the frame being read */
+    bool in_close_frame;        /* wslay is reading a close frame */
+    struct {                    /* the frame walk under wslay (recv_cb) */
+        uint8_t head[14];       /* header bytes of the next frame so far */
+        uint8_t head_len;
+        bool close;             /* the frame being walked is a close frame */
+        uint64_t skip;          /* its payload bytes not walked yet */
+    } walk;
+    uint8_t held[CLOSE_FRAME_MAX]; /* a close frame's start, until all of it is here */
+    uint8_t held_len;
     unsigned fragments;
     struct mcpgw_buf msg;
 
@@ -249,6 +261,7 @@ static bool parkable(const struct wsd_ws *ws)
 {
     return ws->ctx && ws->state == ST_OPEN && !ws->refusing && !ws->msg_open &&
            !ws->in_data_frame && ws->fed == ws->consumed && ws->extra_len == 0 &&
+           ws->held_len == 0 &&
            !wslay_event_want_write(ws->ctx) && wslay_event_get_read_enabled(ws->ctx);
 }
 
@@ -452,7 +465,8 @@ static void flush(struct wsd_ws *ws)
                 set_reason(ws, "protocol error (reserved bits or opcode, unmasked frame, "
                            "bad continuation or close code)");
             else if (code == WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA)
-                set_reason(ws, "invalid UTF-8 in a text message");
+                set_reason(ws, ws->in_close_frame ? "invalid UTF-8 in the close reason"
+                                                  : "invalid UTF-8 in a text message");
             else if (code == WSLAY_CODE_MESSAGE_TOO_BIG)
                 set_reason(ws, "message over %zu bytes", ws->lim.max_message);
             else
@@ -545,9 +559,11 @@ static void fail(struct wsd_ws *ws, uint16_t code, const char *fmt, ...)
 
 /* -- reading --------------------------------------------------------------------------- */
 
-static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *ud)
+/* The next bytes from the client: MHD's extra_in first, then the socket,
+ * within this turn's budget.  -1 with wslay's error set when there are none. */
+static ssize_t take_input(struct wsd_ws *ws, wslay_event_context_ptr ctx, uint8_t *buf,
+                          size_t len)
 {
-    struct wsd_ws *ws = ud;
     ssize_t n;
 
     if (ws->extra_off < ws->extra_len) {
@@ -557,7 +573,6 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
             k = len;
         memcpy(buf, ws->extra + ws->extra_off, k);
         ws->extra_off += k;
-        ws->fed += k;
         ws->end.bytes_in += k;
         if (ws->extra_off == ws->extra_len) {
             free(ws->extra);
@@ -580,7 +595,6 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
     while (n < 0 && errno == EINTR);
     if (n > 0) {
         ws->read_left -= (size_t)n;
-        ws->fed += (uint64_t)n;
         ws->end.bytes_in += (uint64_t)n;
         ws->last_rx = wsd_loop_now(ws->loop);
         return n;
@@ -597,6 +611,99 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
     return -1;
 }
 
+/* Walk the frame headers in b[0..n) (the walk goes on from the last call)
+ * and say how many of the bytes wslay may have now: all of them, or those
+ * before a close frame that does not end within them.
+ *
+ * Why: wslay 1.1.1 checks a close reason's UTF-8 chunk by chunk, skipping
+ * the first two bytes of every chunk as the status code, so a valid reason
+ * that arrives in two reads is failed with 1007 (and an invalid one can
+ * pass).  Given whole, a close frame is one chunk and the check is right.
+ * A close frame is held back from its first byte, so it always starts
+ * within b; one whose length says it is over 125 bytes is passed on for
+ * wslay to refuse. */
+static size_t walk_frames(struct wsd_ws *ws, const uint8_t *b, size_t n)
+{
+    size_t i = 0, start = 0;
+
+    while (i < n) {
+        uint8_t *h = ws->walk.head;
+        size_t need;
+
+        if (ws->walk.skip) {
+            uint64_t k = ws->walk.skip < n - i ? ws->walk.skip : n - i;
+
+            i += (size_t)k;
+            ws->walk.skip -= k;
+            continue;
+        }
+        if (ws->walk.head_len == 0) {
+            start = i;
+            ws->walk.close = (b[i] & 0x0f) == WSLAY_CONNECTION_CLOSE;
+        }
+        h[ws->walk.head_len++] = b[i++];
+        if (ws->walk.head_len < 2)
+            continue;
+        need = 2 + ((h[1] & 0x7f) == 126 ? 2 : (h[1] & 0x7f) == 127 ? 8 : 0) +
+               (h[1] & 0x80 ? 4 : 0);
+        if (ws->walk.close && (h[1] & 0x7f) > 125)
+            ws->walk.close = false;
+        if (ws->walk.head_len < need)
+            continue;
+        if ((h[1] & 0x7f) < 126) {
+            ws->walk.skip = h[1] & 0x7f;
+        } else {
+            size_t m = (h[1] & 0x7f) == 126 ? 2 : 8;
+
+            ws->walk.skip = 0;
+            for (size_t k = 0; k < m; k++)
+                ws->walk.skip = ws->walk.skip << 8 | h[2 + k];
+        }
+        ws->walk.head_len = 0;
+    }
+    if (ws->walk.close && (ws->walk.head_len || ws->walk.skip)) {
+        /* Walk that frame again when the rest of it is here. */
+        ws->walk.head_len = 0;
+        ws->walk.skip = 0;
+        return start;
+    }
+    return n;
+}
+
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *ud)
+{
+    struct wsd_ws *ws = ud;
+    size_t have = ws->held_len, pass;
+    ssize_t n;
+
+    /* wslay asks for its free buffer space: at least 4 KiB less a partial
+     * header, never less than a held close frame. */
+    if (len <= have) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    memcpy(buf, ws->held, have);
+    ws->held_len = 0;
+    n = take_input(ws, ctx, buf + have, len - have);
+    if (n < 0) {
+        memcpy(ws->held, buf, have);
+        ws->held_len = (uint8_t)have;
+        return -1;
+    }
+    have += (size_t)n;
+    pass = walk_frames(ws, buf, have);
+    if (pass < have) {
+        ws->held_len = (uint8_t)(have - pass);
+        memcpy(ws->held, buf + pass, ws->held_len);
+    }
+    if (pass == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    ws->fed += pass;
+    return (ssize_t)pass;
+}
+
 static void on_frame_start(wslay_event_context_ptr ctx,
                            const struct wslay_event_on_frame_recv_start_arg *arg, void *ud)
 {
@@ -607,6 +714,7 @@ static void on_frame_start(wslay_event_context_ptr ctx,
      * frames, so the header's size follows from the payload's. */
     ws->frame_bytes = 2 + (len < 126 ? 0 : len < 65536 ? 2 : 8) + 4 + len;
     ws->in_data_frame = false;
+    ws->in_close_frame = arg->opcode == WSLAY_CONNECTION_CLOSE;
     if (ws->refusing)
         return;
     if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_CONTINUATION_FRAME)
@@ -657,42 +765,8 @@ static void on_frame_end(wslay_event_context_ptr ctx, void *ud)
     struct wsd_ws *ws = ud;
 
     ws->in_data_frame = false;
+    ws->in_close_frame = false;
     ws->consumed += ws->frame_bytes;
-}
-
-/* RFC 3629 well-formedness, for close reasons (wslay checks text messages
- * incrementally, but a close reason split over reads escapes its check). */
-static bool utf8_ok(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-
-    while (i < n) {
-        unsigned c = s[i], need, min, cp;
-
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xc2 && c <= 0xdf) {
-            need = 1, min = 0x80, cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            need = 2, min = 0x800, cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            need = 3, min = 0x10000, cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (n - i <= need)
-            return false;
-        for (unsigned k = 1; k <= need; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = cp << 6 | (s[i + k] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += need + 1;
-    }
-    return true;
 }
 
 static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
@@ -710,8 +784,6 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         ws->end.peer_code = arg->status_code;
         if (ws->state == ST_OPEN && !ws->refusing)
             ws->end.peer_first = true;
-        if (arg->msg_length > 2 && !utf8_ok(arg->msg + 2, arg->msg_length - 2))
-            fail(ws, 1007, "invalid UTF-8 in the close reason");
         return;
     case WSLAY_TEXT_FRAME:
         if (ws->refusing || ws->state != ST_OPEN)
