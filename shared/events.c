@@ -31,12 +31,6 @@
 #include "log.h"
 
 #define MCPGW__DROP_LOG_MS 10000
-/* Text fields a hub event copies from elsewhere are cut here, so the
- * events the gateway makes itself always fit MCPGW_EVENT_BYTES_MAX
- * without their params. */
-#define CALLER_MAX 256
-#define MESSAGE_MAX 1024
-#define ERROR_MAX 512
 
 static const char comp[] = "events";
 
@@ -229,9 +223,9 @@ static void count_drop(mcpgw_events *ev, const char *type, int rc)
     pthread_mutex_unlock(&ev->mu);
 }
 
-static void count_ok(mcpgw_events *ev)
+static void count_ok(mcpgw_events *ev, size_t n)
 {
-    __atomic_add_fetch(&ev->published, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&ev->published, n, __ATOMIC_RELAXED);
     /* After an outage, say once that events flow again. */
     if (__atomic_load_n(&ev->drop_logged_at, __ATOMIC_RELAXED)) {
         pthread_mutex_lock(&ev->mu);
@@ -257,27 +251,83 @@ static bool type_ok(const char *type)
     return n > 0;
 }
 
-/* Publish without counting a drop: 0, or why it was not stored. */
-static int publish(mcpgw_events *ev, const char *type, json_object *data, char *id)
+/* Store e[0..n) in order, counting each as published or dropped.  id (if
+ * not NULL) gets the last stored one's id, or "" when none was. */
+static void append(mcpgw_events *ev, const struct mcpgw__evrec *e, size_t n, char *id)
+{
+    size_t done = 0;
+    int rc;
+
+    if (id)
+        id[0] = 0;
+    if (ev->file) {
+        uint64_t last;
+
+        rc = mcpgw__evfile_append_many(ev->file, e, n, &done, &last);
+        if (done && id)
+            mcpgw__events_u64(id, last);
+        if (done)
+            count_ok(ev, done);
+        for (size_t i = done; i < n; i++)
+            count_drop(ev, e[i].type, rc);
+        return;
+    }
+    /* Redis: one XADD each.  A refusal costs that event only; while Redis
+     * is out (unreachable, or no answer in time), each further event is
+     * dropped at once by the backend. */
+    for (size_t i = 0; i < n; i++) {
+        char rid[MCPGW_EVENT_ID_MAX + 1];
+
+        rc = mcpgw__evredis_append(ev->redis, e[i].type, e[i].server_id, e[i].json,
+                                   e[i].json_len, rid);
+        if (rc < 0) {
+            count_drop(ev, e[i].type, rc);
+            continue;
+        }
+        count_ok(ev, 1);
+        if (id)
+            memcpy(id, rid, sizeof(rid));
+    }
+}
+
+void mcpgw__events_store(mcpgw_events *ev, const struct mcpgw__evrec *e, size_t n)
+{
+    append(ev, e, n, NULL);
+}
+
+void mcpgw__events_drop(mcpgw_events *ev, const char *type, int rc)
+{
+    count_drop(ev, type, rc);
+}
+
+const char *mcpgw__events_tag(const mcpgw_events *ev)
+{
+    return ev->tag;
+}
+
+bool mcpgw__events_include_params(const mcpgw_events *ev)
+{
+    return ev->include_params;
+}
+
+int mcpgw_events_publish(mcpgw_events *ev, const char *type, json_object *data, char *id)
 {
     struct mcpgw_buf b;
     json_object *sid;
     const char *server_id = NULL, *dj = "{}";
     size_t dlen = 2;
-    uint64_t n;
-    int rc;
+    int rc = -EINVAL;
 
     if (id)
         id[0] = 0;
-    if (!type_ok(type))
-        return -EINVAL;
-    if (data && !json_object_is_type(data, json_type_object))
-        return -EINVAL;
+    if (!type_ok(type) || (data && !json_object_is_type(data, json_type_object)))
+        goto drop;
     if (data) {
         dj = json_object_to_json_string_length(data, JSON_C_TO_STRING_PLAIN |
                                                JSON_C_TO_STRING_NOSLASHESCAPE, &dlen);
+        rc = -ENOMEM;
         if (!dj)
-            return -ENOMEM;
+            goto drop;
         if (json_object_object_get_ex(data, "serverId", &sid) &&
             json_object_is_type(sid, json_type_string) &&
             json_object_get_string_len(sid) > 0 &&
@@ -291,33 +341,16 @@ static int publish(mcpgw_events *ev, const char *type, json_object *data, char *
         rc = mcpgw_buf_add(&b, dj, dlen);
     if (rc == 0)
         rc = mcpgw_buf_addc(&b, '}');
-    if (rc < 0)
-        goto out;
-    if (ev->file) {
-        rc = mcpgw__evfile_append(ev->file, type, server_id, b.ptr, b.len,
-                                  mcpgw__events_now_ms(), &n);
-        if (rc == 0 && id)
-            mcpgw__events_u64(id, n);
-    } else {
-        char rid[MCPGW_EVENT_ID_MAX + 1];
+    if (rc == 0) {
+        struct mcpgw__evrec e = { type, server_id, b.ptr, b.len, mcpgw__events_now_ms() };
 
-        rc = mcpgw__evredis_append(ev->redis, type, server_id, b.ptr, b.len, rid);
-        if (rc == 0 && id)
-            memcpy(id, rid, sizeof(rid));
+        append(ev, &e, 1, id);
     }
-out:
     mcpgw_buf_release(&b);
-    return rc;
-}
-
-int mcpgw_events_publish(mcpgw_events *ev, const char *type, json_object *data, char *id)
-{
-    int rc = publish(ev, type, data, id);
-
-    if (rc < 0)
-        count_drop(ev, type_ok(type) ? type : "(invalid type)", rc);
-    else
-        count_ok(ev);
+    if (rc == 0)
+        return 0;
+drop:
+    count_drop(ev, type_ok(type) ? type : "(invalid type)", rc);
     return 0;
 }
 
@@ -416,158 +449,4 @@ void mcpgw_events_stats(mcpgw_events *ev, struct mcpgw_events_stats *st)
     } else {
         mcpgw__evredis_bounds(ev->redis, st->oldest, st->newest);
     }
-}
-
-/* ---- the hub observer ------------------------------------------------------- */
-
-/* s cut to at most max bytes, at a UTF-8 character boundary. */
-static json_object *str_cut(const char *s, size_t max)
-{
-    size_t n = strlen(s);
-
-    if (n > max) {
-        n = max;
-        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-            n--;
-    }
-    return json_object_new_string_len(s, (int)n);
-}
-
-static void add(json_object *o, const char *k, json_object *v)
-{
-    /* json-c keeps no reference when add fails: put it then. */
-    if (v && json_object_object_add(o, k, v) < 0)
-        json_object_put(v);
-}
-
-/* The fields every tool event carries, so one call can be followed. */
-static json_object *call_fields(mcpgw_events *ev, const struct mcpgw_hub_event *h)
-{
-    json_object *d = json_object_new_object();
-    char cid[32];
-
-    if (!d)
-        return NULL;
-    snprintf(cid, sizeof(cid), "%s-%" PRIu64, ev->tag, h->call_id);
-    add(d, "callId", json_object_new_string(cid));
-    if (h->client_call_id)
-        add(d, "clientCallId", str_cut(h->client_call_id, MCPGW_CALL_ID_MAX));
-    add(d, "serverId", str_cut(h->server ? h->server : "", MCPGW_SERVER_ID_MAX));
-    add(d, "toolName", str_cut(h->tool ? h->tool : "", MCPGW_TOOL_NAME_MAX));
-    return d;
-}
-
-static void exit_text(json_object *d, int status)
-{
-    char text[64];
-
-    if (WIFEXITED(status)) {
-        snprintf(text, sizeof(text), "exited with status %d", WEXITSTATUS(status));
-        add(d, "exitCode", json_object_new_int(WEXITSTATUS(status)));
-    } else if (WIFSIGNALED(status)) {
-        snprintf(text, sizeof(text), "killed by signal %d", WTERMSIG(status));
-        add(d, "signal", json_object_new_int(WTERMSIG(status)));
-    } else {
-        snprintf(text, sizeof(text), "wait status %d", status);
-    }
-    add(d, "exitStatus", json_object_new_string(text));
-}
-
-static void publish_counted(mcpgw_events *ev, const char *type, json_object *d)
-{
-    int rc = d ? publish(ev, type, d, NULL) : -ENOMEM;
-
-    if (rc < 0)
-        count_drop(ev, type, rc);
-    else
-        count_ok(ev);
-}
-
-void mcpgw_events_hub_observer(void *ud, const struct mcpgw_hub_event *h)
-{
-    mcpgw_events *ev = ud;
-    const struct mcpgw_call_event *c = h->call;
-    json_object *d;
-    int rc;
-
-    switch (h->kind) {
-    case MCPGW_HUB_CALL_START:
-        if (!(d = call_fields(ev, h)))
-            break;
-        if (h->caller)
-            add(d, "caller", str_cut(h->caller, CALLER_MAX));
-        if (h->transport)
-            add(d, "transport", str_cut(h->transport, 32));
-        if (ev->include_params)
-            add(d, "params", h->args ? json_object_get(h->args) : json_object_new_object());
-        rc = publish(ev, "tool_call", d, NULL);
-        if (rc == MCPGW_ETOOBIG && ev->include_params) {
-            /* The call matters more than its arguments. */
-            json_object_object_del(d, "params");
-            add(d, "paramsTruncated", json_object_new_boolean(1));
-            rc = publish(ev, "tool_call", d, NULL);
-        }
-        if (rc < 0)
-            count_drop(ev, "tool_call", rc);
-        else
-            count_ok(ev);
-        json_object_put(d);
-        return;
-    case MCPGW_HUB_CALL_PROGRESS:
-        if (!c || !(d = call_fields(ev, h)))
-            break;
-        add(d, "progress", json_object_new_double(c->progress));
-        if (c->has_total)
-            add(d, "total", json_object_new_double(c->total));
-        if (c->message)
-            add(d, "message", str_cut(c->message, MESSAGE_MAX));
-        publish_counted(ev, "tool_progress", d);
-        json_object_put(d);
-        return;
-    case MCPGW_HUB_CALL_DONE:
-        if (!c || !(d = call_fields(ev, h)))
-            break;
-        add(d, "success", json_object_new_boolean(c->status == 0 && !c->is_error));
-        add(d, "durationMs", json_object_new_int64(c->duration_ms));
-        if (c->status == 0 && c->is_error) {
-            add(d, "isError", json_object_new_boolean(1));
-            add(d, "errorCode", json_object_new_string("tool_error"));
-        } else if (c->status < 0) {
-            add(d, "errorCode", json_object_new_string(mcpgw_err_code(c->status)));
-            if (c->status == MCPGW_ERPC)
-                add(d, "rpcCode", json_object_new_int(c->rpc_code));
-            if (c->error)
-                add(d, "error", str_cut(c->error, ERROR_MAX));
-        }
-        publish_counted(ev, "tool_result", d);
-        json_object_put(d);
-        return;
-    case MCPGW_HUB_SERVER_STATE: {
-        const struct mcpgw_server_health *hs = h->health;
-
-        if (!hs || !(d = json_object_new_object()))
-            break;
-        add(d, "serverId", str_cut(hs->id ? hs->id : (h->server ? h->server : ""),
-                                   MCPGW_SERVER_ID_MAX));
-        add(d, "status", json_object_new_string(mcpgw_server_state_name(hs->state)));
-        if (hs->pid > 0)
-            add(d, "pid", json_object_new_int((int)hs->pid));
-        add(d, "restarts", json_object_new_int64(hs->restarts));
-        if (h->exit_status >= 0)
-            exit_text(d, h->exit_status);
-        if (hs->state == MCPGW_SERVER_BACKOFF)
-            add(d, "nextRetry", json_object_new_int64(hs->next_retry_ms));
-        if (hs->state == MCPGW_SERVER_READY)
-            add(d, "tools", json_object_new_int64(hs->ntools));
-        if (hs->last_error[0] && hs->state != MCPGW_SERVER_READY)
-            add(d, "lastError", str_cut(hs->last_error, ERROR_MAX));
-        publish_counted(ev, "server_status", d);
-        json_object_put(d);
-        return;
-    }
-    default:
-        return;
-    }
-    /* Only an allocation failure gets here. */
-    count_drop(ev, "hub", -ENOMEM);
 }

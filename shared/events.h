@@ -105,5 +105,10 @@ void mcpgw_events_stats(mcpgw_events *ev, struct mcpgw_events_stats *st);
  * params are included only when gateway.events.includeParams is true. */
 struct mcpgw_hub_event;
 void mcpgw_events_hub_observer(void *ev, const struct mcpgw_hub_event *hev);
+/* The same for n hub events at once, in order, stored with as few appends
+ * as the backend allows (the embedded store: one lock and one write per
+ * 64 events): for a publisher thread that collects them. */
+void mcpgw_events_hub_observe_many(mcpgw_events *ev, const struct mcpgw_hub_event *const *hev,
+                                   size_t n);
 
 #endif

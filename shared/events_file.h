@@ -42,6 +42,22 @@ void mcpgw__evfile_close(struct mcpgw__evfile *f);
 int mcpgw__evfile_append(struct mcpgw__evfile *f, const char *type, const char *server_id,
                          const char *json, size_t json_len, int64_t ts, uint64_t *id);
 
+/* One event to append: type, server_id (NULL: none), json_len bytes of
+ * json, its time (wall ms). */
+struct mcpgw__evrec {
+    const char *type, *server_id, *json;
+    size_t json_len;
+    int64_t ts;
+};
+
+/* Append n events in order under one lock, with as few writes as the
+ * segment limits allow.  The same bounds and errors as one append; every
+ * event is checked first (MCPGW_ETOOBIG: none is stored).  *done says how
+ * many were stored (a prefix of e) and *last_id (may be NULL) the last
+ * one's id when any was. */
+int mcpgw__evfile_append_many(struct mcpgw__evfile *f, const struct mcpgw__evrec *e, size_t n,
+                              size_t *done, uint64_t *last_id);
+
 /* A reader after last_id (a valid id or NULL: from now on).  0 or -errno. */
 int mcpgw__evfile_reader_open(struct mcpgw__evfile *f, const char *last_id,
                               struct mcpgw__evfile_reader **out);

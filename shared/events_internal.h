@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "events.h"
+#include "events_file.h"
 
 /* Event types are [a-z_]{1,32}; serverId is what the config allows. */
 #define MCPGW__EVENT_TYPE_MAX 32
@@ -37,5 +38,15 @@ void mcpgw__events_u64(char *out, uint64_t v);
 /* Parse a decimal u64 without sign or leading zeros ("0" is allowed) of
  * exactly len bytes.  false if it is not one. */
 bool mcpgw__events_parse_u64(const char *s, size_t len, uint64_t *v);
+
+/* Store e[0..n) (their text already made) in order, with one append where
+ * the backend allows; each is counted as published or dropped. */
+void mcpgw__events_store(mcpgw_events *ev, const struct mcpgw__evrec *e, size_t n);
+/* Count an event that could not be made (rc: why) as dropped. */
+void mcpgw__events_drop(mcpgw_events *ev, const char *type, int rc);
+
+/* This process's part of a callId; whether tool params are published. */
+const char *mcpgw__events_tag(const mcpgw_events *ev);
+bool mcpgw__events_include_params(const mcpgw_events *ev);
 
 #endif

@@ -226,6 +226,9 @@
  * held for microseconds: this bound is met only by a holder that is
  * stopped, or starved of CPU on an overloaded machine. */
 #define MCPGW_EVENTS_PUBLISH_WAIT     200
+/* Most bytes of records one append writes with one pwrite (more records
+ * go out in further writes under the same lock). */
+#define MCPGW_EVENTS_WRITE_BATCH      (256u * 1024)
 /* Redis backend: connecting, and the first and longest retry delays after
  * a failure. */
 #define MCPGW_EVENTS_REDIS_CONNECT_TIMEOUT 200

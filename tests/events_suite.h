@@ -966,6 +966,85 @@ START_TEST(params_are_published_only_when_configured)
 }
 END_TEST
 
+/* What a publisher thread hands over at once: 300 hub events (over four
+ * batches of the observer, across seven segment rotations in the file
+ * store).
+ * Each is stored, in order, with dense ids where the backend numbers them
+ * densely; text from clients is cut at a character boundary and escaped. */
+START_TEST(hub_events_handed_over_together_are_all_stored_in_order)
+{
+    enum { N = 300 };
+    mcpgw_events *ev = ev_open("\"maxEvents\":640");
+    mcpgw_events_reader *r;
+    struct mcpgw_event e;
+    struct mcpgw_hub_event *h = calloc(N, sizeof(*h));
+    struct mcpgw_call_event *c = calloc(N, sizeof(*c));
+    const struct mcpgw_hub_event **hp = calloc(N, sizeof(*hp));
+    char caller[400], ccid[N][16], prev[MCPGW_EVENT_ID_MAX + 1] = "";
+    struct mcpgw_events_stats st;
+
+    /* 255 bytes then a 3-byte character across the 256-byte cut; a quote
+     * and a control character to escape. */
+    memset(caller, 'a', sizeof(caller));
+    memcpy(caller, "q\"\x01", 3);
+    memcpy(caller + 255, "\xe2\x82\xac", 3);
+    caller[sizeof(caller) - 1] = 0;
+    ck_assert_int_eq(mcpgw_events_reader_open(ev, NULL, &r), 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(ccid[i], sizeof(ccid[i]), "b-%d", i);
+        h[i].kind = i % 2 ? MCPGW_HUB_CALL_DONE : MCPGW_HUB_CALL_START;
+        h[i].call_id = (uint64_t)(i / 2);
+        h[i].server = "fake";
+        h[i].tool = "echo";
+        h[i].caller = caller;
+        h[i].client_call_id = ccid[i];
+        h[i].transport = "websocket";
+        h[i].exit_status = -1;
+        c[i].kind = MCPGW_CALL_DONE;
+        c[i].status = i % 4 == 3 ? MCPGW_ETIMEDOUT : 0;
+        c[i].error = "server 'fake' took too long";
+        c[i].duration_ms = i;
+        h[i].call = i % 2 ? &c[i] : NULL;
+        hp[i] = &h[i];
+    }
+    mcpgw_events_hub_observe_many(ev, hp, N);
+    for (int i = 0; i < N; i++) {
+        json_object *o;
+        const char *cut;
+
+        must_read(r, &e, 5000);
+        o = event_json(&e);
+        ck_assert_str_eq(jstr(o, "type", NULL), i % 2 ? "tool_result" : "tool_call");
+        ck_assert_str_eq(jstr(o, "data", "clientCallId"), ccid[i]);
+        ck_assert_str_eq(jstr(o, "data", "serverId"), "fake");
+        if (i % 2 == 0) {
+            cut = jstr(o, "data", "caller");
+            ck_assert_uint_eq(strlen(cut), 255);
+            ck_assert(memcmp(cut, "q\"\x01", 3) == 0);
+        } else {
+            ck_assert_int_eq(jint(o, "data", "durationMs"), i);
+            if (i % 4 == 3)
+                ck_assert_str_eq(jstr(o, "data", "errorCode"), "timeout");
+        }
+        if (prev[0])
+            ck_assert_int_lt(mcpgw_events_id_cmp(ev, prev, e.id), 0);
+        if (prev[0] && strcmp(backend_name, "file") == 0)
+            ck_assert_uint_eq(strtoull(e.id, NULL, 10), strtoull(prev, NULL, 10) + 1);
+        snprintf(prev, sizeof(prev), "%s", e.id);
+        json_object_put(o);
+    }
+    ck_assert_int_eq(mcpgw_events_read(r, &e, 100), 0);
+    mcpgw_events_stats(ev, &st);
+    ck_assert_uint_eq(st.published, N);
+    ck_assert_uint_eq(st.dropped, 0);
+    mcpgw_events_reader_close(r);
+    mcpgw_events_close(ev);
+    free(h);
+    free(c);
+    free(hp);
+}
+END_TEST
+
 static void add_common_tests(TCase *tc)
 {
     tcase_add_test(tc, events_arrive_in_order_with_their_fields);
@@ -981,6 +1060,7 @@ static void add_common_tests(TCase *tc)
     tcase_add_test(tc, reader_fd_wakes_for_another_process);
     tcase_add_test(tc, hub_calls_become_events_that_can_be_followed);
     tcase_add_test(tc, params_are_published_only_when_configured);
+    tcase_add_test(tc, hub_events_handed_over_together_are_all_stored_in_order);
 }
 
 #endif

@@ -18,7 +18,7 @@ export DEBIAN_FRONTEND=noninteractive
 say() { printf 'setup: %s\n' "$*"; }
 
 packages=(build-essential autoconf automake libtool pkg-config git
-          libjson-c-dev libssl-dev libfcgi-dev libmicrohttpd-dev libwslay-dev
+          libjson-c-dev libssl-dev zlib1g-dev libfcgi-dev libmicrohttpd-dev libwslay-dev
           check libsubunit-dev valgrind libhiredis-dev redis-server
           clang libclang-rt-14-dev
           apache2 libapache2-mod-fcgid lighttpd spawn-fcgi curl)

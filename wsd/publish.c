@@ -19,6 +19,7 @@
 #include "theap.h"
 
 #define DROP_LOG_MS 10000
+#define RUN_MAX 256
 
 enum item_kind { IT_HUB, IT_CLIENT };
 
@@ -29,8 +30,8 @@ struct item {
     struct mcpgw_call_event call;
     struct mcpgw_server_health health;
     json_object *json;          /* IT_HUB: args copy; IT_CLIENT: the data */
-    char *strs[8];              /* owned copies the pointers above refer to */
-    int nstrs;
+    size_t used;                /* bytes of text taken */
+    char text[];                /* copies of the strings the pointers above refer to */
 };
 
 struct wsd_publisher {
@@ -48,24 +49,27 @@ struct wsd_publisher {
 
 static void item_free(struct item *it)
 {
-    for (int i = 0; i < it->nstrs; i++)
-        free(it->strs[i]);
     json_object_put(it->json);
     free(it);
 }
 
-/* A copy of s owned by it; false when out of memory. */
-static bool own(struct item *it, const char **dst, const char *s)
+static size_t room(const char *s)
 {
-    if (!s) {
-        *dst = NULL;
-        return true;
-    }
-    if (it->nstrs == (int)(sizeof(it->strs) / sizeof(it->strs[0])) ||
-        !(it->strs[it->nstrs] = strdup(s)))
-        return false;
-    *dst = it->strs[it->nstrs++];
-    return true;
+    return s ? strlen(s) + 1 : 0;
+}
+
+/* A copy of s in it's text (room() was counted in). */
+static const char *own(struct item *it, const char *s)
+{
+    size_t n;
+    char *d;
+
+    if (!s)
+        return NULL;
+    n = strlen(s) + 1;
+    d = memcpy(it->text + it->used, s, n);
+    it->used += n;
+    return d;
 }
 
 static void *run(void *arg)
@@ -87,13 +91,22 @@ static void *run(void *arg)
         p->n = 0;
         stop = p->stop;
         pthread_mutex_unlock(&p->mu);
-        while ((it = list)) {
-            list = it->next;
-            if (it->kind == IT_HUB)
-                mcpgw_events_hub_observer(p->ev, &it->hev);
+        /* Runs of hub events go to the store together (one append). */
+        while (list) {
+            const struct mcpgw_hub_event *run[RUN_MAX];
+            size_t n = 0;
+
+            for (it = list; it && it->kind == IT_HUB && n < RUN_MAX; it = it->next)
+                run[n++] = &it->hev;
+            if (n)
+                mcpgw_events_hub_observe_many(p->ev, run, n);
             else
-                mcpgw_events_publish(p->ev, "client", it->json, NULL);
-            item_free(it);
+                mcpgw_events_publish(p->ev, "client", list->json, NULL);
+            for (size_t k = 0; k < (n ? n : 1); k++) {
+                it = list;
+                list = it->next;
+                item_free(it);
+            }
         }
         if (stop)
             return NULL;
@@ -202,44 +215,45 @@ unsigned wsd_publisher_kick(struct wsd_publisher *p, bool force)
 void wsd_publisher_observer(void *ud, const struct mcpgw_hub_event *h)
 {
     struct wsd_publisher *p = ud;
-    struct item *it = calloc(1, sizeof(*it));
+    const struct mcpgw_call_event *c = h->call;
+    const struct mcpgw_server_health *hs = h->health;
+    /* One allocation per event: it is made for every call start and end. */
+    size_t n = room(h->server) + room(h->tool) + room(h->caller) + room(h->client_call_id) +
+               room(h->transport) + (c ? room(c->message) + room(c->error) : 0) +
+               (hs ? room(hs->id) + room(hs->protocol_version) : 0);
+    struct item *it = calloc(1, sizeof(*it) + n);
 
-    if (!it)
-        goto nomem;
+    if (!it) {
+        pthread_mutex_lock(&p->mu);
+        p->dropped++;
+        pthread_mutex_unlock(&p->mu);
+        return;
+    }
     it->kind = IT_HUB;
     it->hev = *h;
-    if (!own(it, &it->hev.server, h->server) || !own(it, &it->hev.tool, h->tool) ||
-        !own(it, &it->hev.caller, h->caller) ||
-        !own(it, &it->hev.client_call_id, h->client_call_id) ||
-        !own(it, &it->hev.transport, h->transport))
-        goto nomem;
+    it->hev.server = own(it, h->server);
+    it->hev.tool = own(it, h->tool);
+    it->hev.caller = own(it, h->caller);
+    it->hev.client_call_id = own(it, h->client_call_id);
+    it->hev.transport = own(it, h->transport);
     it->hev.args = NULL;
     if (h->kind == MCPGW_HUB_CALL_START && p->include_params && h->args &&
         json_object_deep_copy(h->args, &it->json, NULL) == 0)
         it->hev.args = it->json;
-    if (h->call) {
-        it->call = *h->call;
+    if (c) {
+        it->call = *c;
         it->call.result = NULL;         /* not published; not ours to share */
-        if (!own(it, &it->call.message, h->call->message) ||
-            !own(it, &it->call.error, h->call->error))
-            goto nomem;
+        it->call.message = own(it, c->message);
+        it->call.error = own(it, c->error);
         it->hev.call = &it->call;
     }
-    if (h->health) {
-        it->health = *h->health;
-        if (!own(it, &it->health.id, h->health->id) ||
-            !own(it, &it->health.protocol_version, h->health->protocol_version))
-            goto nomem;
+    if (hs) {
+        it->health = *hs;
+        it->health.id = own(it, hs->id);
+        it->health.protocol_version = own(it, hs->protocol_version);
         it->hev.health = &it->health;
     }
     enqueue(p, it);
-    return;
-nomem:
-    if (it)
-        item_free(it);
-    pthread_mutex_lock(&p->mu);
-    p->dropped++;
-    pthread_mutex_unlock(&p->mu);
 }
 
 void wsd_publisher_client(struct wsd_publisher *p, const char *client_id, const char *event,
