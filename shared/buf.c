@@ -77,6 +77,29 @@ int mcpgw_buf_addc(struct mcpgw_buf *b, char c)
     return mcpgw_buf_add(b, &c, 1);
 }
 
+int mcpgw_buf_add_u64(struct mcpgw_buf *b, uint64_t v)
+{
+    char t[20];
+    size_t i = sizeof(t);
+
+    do
+        t[--i] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    return mcpgw_buf_add(b, t + i, sizeof(t) - i);
+}
+
+int mcpgw_buf_add_i64(struct mcpgw_buf *b, int64_t v)
+{
+    int rc;
+
+    if (v >= 0)
+        return mcpgw_buf_add_u64(b, (uint64_t)v);
+    if ((rc = mcpgw_buf_addc(b, '-')) < 0)
+        return rc;
+    /* -(v + 1) + 1: no overflow for INT64_MIN. */
+    return mcpgw_buf_add_u64(b, (uint64_t)-(v + 1) + 1);
+}
+
 int mcpgw_buf_printf(struct mcpgw_buf *b, const char *fmt, ...)
 {
     va_list ap;

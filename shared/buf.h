@@ -8,6 +8,7 @@
 #define MCPGW_BUF_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct mcpgw_buf {
     char *ptr;
@@ -24,6 +25,9 @@ void mcpgw_buf_reset(struct mcpgw_buf *b);                 /* len = 0, keeps mem
 int mcpgw_buf_add(struct mcpgw_buf *b, const void *p, size_t n);
 int mcpgw_buf_adds(struct mcpgw_buf *b, const char *s);
 int mcpgw_buf_addc(struct mcpgw_buf *b, char c);
+/* Decimal text of v (what printf's %" PRIu64 " / %" PRId64 " give, without its cost). */
+int mcpgw_buf_add_u64(struct mcpgw_buf *b, uint64_t v);
+int mcpgw_buf_add_i64(struct mcpgw_buf *b, int64_t v);
 /* printf-style append; same errors.  Formats with %s of NULL are a bug. */
 int mcpgw_buf_printf(struct mcpgw_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -515,6 +516,56 @@ static const struct {
     { "list_tools", MCPGW_MSG_LIST_TOOLS, true, true },
 };
 
+/* This thread's tokener for a depth.  json_tokener_new_ex() callocs a
+ * frame per level of depth, which costs more than parsing a small message;
+ * one kept per thread (freed when the thread ends) is reset instead. */
+struct tok_cache {
+    json_tokener *tok;
+    int depth;
+};
+
+static pthread_key_t tok_key;
+static pthread_once_t tok_once = PTHREAD_ONCE_INIT;
+
+static void tok_cache_free(void *p)
+{
+    struct tok_cache *c = p;
+
+    if (c->tok)
+        json_tokener_free(c->tok);
+    free(c);
+}
+
+static void tok_key_make(void)
+{
+    if (pthread_key_create(&tok_key, tok_cache_free) != 0)
+        abort();
+}
+
+static json_tokener *thread_tokener(int depth)
+{
+    struct tok_cache *c;
+
+    pthread_once(&tok_once, tok_key_make);
+    if (!(c = pthread_getspecific(tok_key))) {
+        if (!(c = calloc(1, sizeof(*c))))
+            return NULL;
+        if (pthread_setspecific(tok_key, c) != 0) {
+            free(c);
+            return NULL;
+        }
+    }
+    if (c->tok && c->depth == depth)
+        return c->tok;
+    if (c->tok)
+        json_tokener_free(c->tok);
+    if (!(c->tok = json_tokener_new_ex(depth)))
+        return NULL;
+    c->depth = depth;
+    json_tokener_set_flags(c->tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    return c->tok;
+}
+
 /* Ownership: everything hangs off root.  An integer id's decimal text is
  * malloc'd and attached to the id object as json-c userdata (freed with it;
  * an int's serialiser ignores userdata), so id_str lives exactly as long as
@@ -586,18 +637,17 @@ int mcpgw_codec_parse_object(const char *buf, size_t len, const struct mcpgw_cod
 
     /* One more level than ours: json-c counts a scalar inside the innermost
      * container as a level of its own. */
-    tok = json_tokener_new_ex(max_depth + 1);
+    tok = thread_tokener(max_depth + 1);
     if (!tok)
         return refuse(err, -ENOMEM, MCPGW_CODE_INTERNAL, "out of memory");
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     root = json_tokener_parse_ex(tok, buf, (int)len);
     if (!root || json_tokener_get_error(tok) != json_tokener_success) {
         /* The scan accepted the text, so only memory can be missing here. */
-        json_tokener_free(tok);
+        json_tokener_reset(tok);
         json_object_put(root);
         return refuse(err, -ENOMEM, MCPGW_CODE_INTERNAL, "out of memory");
     }
-    json_tokener_free(tok);
+    json_tokener_reset(tok);
     if (sc.big_number && !tree_finite(root, 0)) {
         json_object_put(root);
         return refuse(err, MCPGW_EPARSE, MCPGW_CODE_BAD_REQUEST,
@@ -800,7 +850,7 @@ static int put_double(struct mcpgw_buf *out, double d)
         return mcpgw_buf_addc(out, '0');      /* -0 too */
     /* Below 2^53 the cast is exact for whole numbers (and avoids libm). */
     if (fabs(d) < 9007199254740992.0 && (double)(int64_t)d == d)
-        return mcpgw_buf_printf(out, "%" PRId64, (int64_t)d);
+        return mcpgw_buf_add_i64(out, (int64_t)d);
     for (int prec = 15; prec <= 17; prec++) {
         snprintf(tmp, sizeof(tmp), "%.*g", prec, d);
         if (strtod(tmp, NULL) == d)
@@ -827,9 +877,9 @@ static int put_int(struct mcpgw_buf *out, json_object *o)
         uint64_t u = json_object_get_uint64(o);
 
         if (u > (uint64_t)INT64_MAX)
-            return mcpgw_buf_printf(out, "%" PRIu64, u);
+            return mcpgw_buf_add_u64(out, u);
     }
-    return mcpgw_buf_printf(out, "%" PRId64, v);
+    return mcpgw_buf_add_i64(out, v);
 }
 
 /* Serialise a json-c tree ourselves rather than with
@@ -939,7 +989,11 @@ fail:
 
 static int put_tail(struct mcpgw_buf *out, int64_t ts)
 {
-    return mcpgw_buf_printf(out, ",\"timestamp\":%" PRId64 "}", ts);
+    int rc = mcpgw_buf_add(out, MCPGW_STRLIT(",\"timestamp\":"));
+
+    if (rc == 0)
+        rc = mcpgw_buf_add_i64(out, ts);
+    return rc ? rc : mcpgw_buf_addc(out, '}');
 }
 
 /* ,"key":"value" */

@@ -151,13 +151,17 @@ int mcpgw__rpc_write_tool_call(struct mcpgw_buf *b, uint64_t id, const char *too
                                const char *args_json, size_t args_len, uint64_t progress_token)
 {
     ATOMIC_BEGIN;
-    TRY(mcpgw_buf_printf(b, "{\"jsonrpc\":\"2.0\",\"id\":%" PRIu64
-                         ",\"method\":\"tools/call\",\"params\":{\"name\":", id));
+    TRY(mcpgw_buf_add(b, MCPGW_STRLIT("{\"jsonrpc\":\"2.0\",\"id\":")));
+    TRY(mcpgw_buf_add_u64(b, id));
+    TRY(mcpgw_buf_add(b, MCPGW_STRLIT(",\"method\":\"tools/call\",\"params\":{\"name\":")));
     TRY(mcpgw_buf_add_json_str(b, tool, strlen(tool)));
     TRY(mcpgw_buf_add(b, MCPGW_STRLIT(",\"arguments\":")));
     TRY(mcpgw_buf_add(b, args_json, args_len));
-    if (progress_token)
-        TRY(mcpgw_buf_printf(b, ",\"_meta\":{\"progressToken\":%" PRIu64 "}", progress_token));
+    if (progress_token) {
+        TRY(mcpgw_buf_add(b, MCPGW_STRLIT(",\"_meta\":{\"progressToken\":")));
+        TRY(mcpgw_buf_add_u64(b, progress_token));
+        TRY(mcpgw_buf_addc(b, '}'));
+    }
     TRY(mcpgw_buf_add(b, MCPGW_STRLIT("}}\n")));
     ATOMIC_END;
 }
