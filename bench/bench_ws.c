@@ -1,12 +1,15 @@
 /* bench_ws - a WebSocket load generator for mcpgw-wsd, and its baseline.
  *
  *   bench_ws calls  --port P [--host H] [--token T] [--server ID] [--tool NAME]
- *                   [--conns N] [--inflight K] [--seconds S]
+ *                   [--conns N] [--inflight K] [--seconds S] [--progress on|off]
  *       N connections (default 1), each keeping K tool_calls in flight
  *       (default 64) for S seconds; prints calls/s and latency p50/p99.
- *   bench_ws direct [--inflight K] [--seconds S] -- COMMAND [ARGS...]
+ *       --progress off sends "progress":false (no progress reports wanted).
+ *   bench_ws direct [--inflight K] [--seconds S] [--progress on|off] -- COMMAND [ARGS...]
  *       the same calls straight to an MCP server over its stdio (the
- *       ceiling the gateway is measured against).
+ *       ceiling the gateway is measured against).  --progress on asks for
+ *       progress reports as the gateway does for a WebSocket call
+ *       (params._meta.progressToken); off (the default) is a bare call.
  *   bench_ws idle   --port P [--host H] [--token T] --conns N --seconds S [--pid PID]
  *       opens N authenticated connections, answers the daemon's pings and
  *       holds them for S seconds; prints how many stayed open and, with
@@ -121,6 +124,7 @@ static const char *opt_host = "127.0.0.1", *opt_port, *opt_token, *opt_server = 
 static int opt_conns = 1, opt_inflight = 64;
 static double opt_seconds = 5;
 static long opt_pid;
+static int opt_progress = -1;   /* -1: the mode's default */
 
 static void out_add(struct conn *c, const void *p, size_t n)
 {
@@ -203,8 +207,8 @@ static void send_calls(struct conn *c, double t)
         long id = c->next_id++;
         int n = snprintf(msg, sizeof(msg),
                          "{\"type\":\"tool_call\",\"id\":%ld,\"data\":{\"serverId\":\"%s\","
-                         "\"toolName\":\"%s\",\"params\":{\"message\":\"hello\"}}}",
-                         id, opt_server, opt_tool);
+                         "\"toolName\":\"%s\",\"params\":{\"message\":\"hello\"}%s}}",
+                         id, opt_server, opt_tool, opt_progress ? "" : ",\"progress\":false");
 
         c->sent_at[id % RING] = t;
         frame(c, 1, msg, (size_t)n);
@@ -474,10 +478,16 @@ static int run_direct(char **argv)
             if (t >= end && inflight == 0)
                 break;
             while (t < end && inflight < opt_inflight) {
-                int k = snprintf(req, sizeof(req),
-                                 "{\"jsonrpc\":\"2.0\",\"id\":%ld,\"method\":\"tools/call\",\"params\":"
-                                 "{\"name\":\"%s\",\"arguments\":{\"message\":\"hello\"}}}\n",
-                                 next, opt_tool);
+                char meta[64] = "";
+                int k;
+
+                /* What the gateway sends for a client that wants progress. */
+                if (opt_progress)
+                    snprintf(meta, sizeof(meta), ",\"_meta\":{\"progressToken\":%ld}", next);
+                k = snprintf(req, sizeof(req),
+                             "{\"jsonrpc\":\"2.0\",\"id\":%ld,\"method\":\"tools/call\",\"params\":"
+                             "{\"name\":\"%s\",\"arguments\":{\"message\":\"hello\"}%s}}\n",
+                             next, opt_tool, meta);
 
                 sent[next % RING] = t;
                 next++;
@@ -628,8 +638,9 @@ static int run_idle(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_ws calls|idle --port P [--host H] [--token T] [--server ID] "
-            "[--tool T] [--conns N] [--inflight K] [--seconds S] [--pid PID]\n"
-            "       bench_ws direct [--inflight K] [--seconds S] [--tool T] -- COMMAND [ARGS]\n");
+            "[--tool T] [--conns N] [--inflight K] [--seconds S] [--pid PID] [--progress on|off]\n"
+            "       bench_ws direct [--inflight K] [--seconds S] [--tool T] [--progress on|off] "
+            "-- COMMAND [ARGS]\n");
     exit(64);
 }
 
@@ -659,6 +670,8 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--inflight") == 0) opt_inflight = atoi(v);
         else if (strcmp(a, "--seconds") == 0) opt_seconds = atof(v);
         else if (strcmp(a, "--pid") == 0) opt_pid = atol(v);
+        else if (strcmp(a, "--progress") == 0 && (!strcmp(v, "on") || !strcmp(v, "off")))
+            opt_progress = strcmp(v, "on") == 0;
         else usage();
         i++;
     }
@@ -666,6 +679,8 @@ int main(int argc, char **argv)
     raise_nofile();
     if (opt_conns < 1 || opt_inflight < 1 || opt_seconds <= 0)
         usage();
+    if (opt_progress < 0)
+        opt_progress = strcmp(mode, "direct") != 0;
     if (strcmp(mode, "direct") == 0) {
         if (i >= argc)
             usage();

@@ -779,6 +779,15 @@ int mcpgw_codec_decode(const char *buf, size_t len, const struct mcpgw_codec_lim
                         "'data.params' must be an object");
             goto fail;
         }
+        m.progress = true;
+        if (json_object_object_get_ex(data, "progress", &v)) {
+            if (!json_object_is_type(v, json_type_boolean)) {
+                rc = refuse(err, MCPGW_EPARSE, MCPGW_CODE_BAD_REQUEST,
+                            "'data.progress' must be true or false");
+                goto fail;
+            }
+            m.progress = json_object_get_boolean(v);
+        }
         break;
     case MCPGW_MSG_AUTH:
         if ((rc = string_field(data, "token", MCPGW_TOKEN_BYTES_MAX, &m.token, err)) < 0)

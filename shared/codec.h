@@ -68,6 +68,8 @@ struct mcpgw_msg {
     const char *server_id;      /* tool_call, list_tools */
     const char *tool_name;      /* tool_call */
     json_object *params;        /* tool_call: an object (absent -> empty object) */
+    bool progress;              /* tool_call: data.progress, true when absent: ask the
+                                 * server for progress reports */
     const char *token;          /* auth */
     int64_t timestamp;          /* as sent, 0 if absent */
 };
@@ -96,7 +98,8 @@ struct mcpgw_codec_error {
  * Requires: "type" a known string; "id" a string (1..128 bytes) or integer for
  * every type but list_servers/ping, where it is optional; tool_call needs
  * data.serverId and data.toolName strings (1..64 / 1..128 bytes) and
- * data.params an object if present; auth needs data.token; list_tools
+ * data.params an object and data.progress a boolean if present; auth needs
+ * data.token; list_tools
  * needs data.serverId. */
 int mcpgw_codec_decode(const char *buf, size_t len, const struct mcpgw_codec_limits *lim,
                        struct mcpgw_msg *msg, struct mcpgw_codec_error *err);

@@ -176,12 +176,28 @@ START_TEST(decode_users_tool_call)
     q = field(m.params, "query", json_type_string);
     ck_assert_str_eq(json_object_get_string(q), "x");
     ck_assert_int_eq(json_object_object_length(m.params), 1);
+    ck_assert(m.progress);      /* absent: progress reports are wanted */
     ck_assert_ptr_null(m.token);
     ck_assert_int_eq(m.timestamp, 1764118923456LL);
     /* On success err is left cleared. */
     ck_assert_ptr_null(e.code);
     ck_assert_str_eq(e.message, "");
     ck_assert_str_eq(e.id_json, "");
+    mcpgw_msg_release(&m);
+}
+END_TEST
+
+START_TEST(decode_tool_call_progress_flag)
+{
+    struct mcpgw_msg m;
+
+    ck_assert_int_eq(decs("{\"type\":\"tool_call\",\"id\":1,\"data\":{\"serverId\":\"s\","
+                          "\"toolName\":\"t\",\"progress\":false}}", &m, NULL), 0);
+    ck_assert(!m.progress);
+    mcpgw_msg_release(&m);
+    ck_assert_int_eq(decs("{\"type\":\"tool_call\",\"id\":1,\"data\":{\"serverId\":\"s\","
+                          "\"toolName\":\"t\",\"progress\":true}}", &m, NULL), 0);
+    ck_assert(m.progress);
     mcpgw_msg_release(&m);
 }
 END_TEST
@@ -594,6 +610,12 @@ static const struct bad bad[] = {
       0, 0 },
     { "params number", "{\"type\":\"tool_call\",\"id\":\"c1\",\"data\":{\"serverId\":\"s\","
       "\"toolName\":\"t\",\"params\":0}}", -1, BR, "'data.params' must be an object", "\"c1\"", 0, 0 },
+    { "progress string", "{\"type\":\"tool_call\",\"id\":\"c1\",\"data\":{\"serverId\":\"s\","
+      "\"toolName\":\"t\",\"progress\":\"no\"}}", -1, BR, "'data.progress' must be true or false",
+      "\"c1\"", 0, 0 },
+    { "progress null", "{\"type\":\"tool_call\",\"id\":\"c1\",\"data\":{\"serverId\":\"s\","
+      "\"toolName\":\"t\",\"progress\":null}}", -1, BR, "'data.progress' must be true or false",
+      "\"c1\"", 0, 0 },
     { "auth without token", "{\"type\":\"auth\",\"id\":\"a1\",\"data\":{}}", -1, BR,
       "missing 'data.token'", "\"a1\"", 0, 0 },
     { "auth without data", "{\"type\":\"auth\",\"id\":\"a1\"}", -1, BR, "missing 'data'", "\"a1\"",
@@ -1554,6 +1576,7 @@ static Suite *codec_suite(void)
 
     tc = tcase_create("decode");
     tcase_add_test(tc, decode_users_tool_call);
+    tcase_add_test(tc, decode_tool_call_progress_flag);
     tcase_add_test(tc, decode_tool_call_params_absent_or_null_become_owned_empty_object);
     tcase_add_test(tc, decode_ping_with_and_without_id);
     tcase_add_test(tc, decode_auth);

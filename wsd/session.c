@@ -397,7 +397,7 @@ static void do_tool_call(struct wsd_session *s, const struct mcpgw_msg *m, const
     struct wsd *d = s->d;
     const struct mcpgw_conf *conf = d->conf;
     struct mcpgw_call_opts opts = {
-        .progress = true, .caller = who(s), .client_call_id = m->id_str,
+        .progress = m->progress, .caller = who(s), .client_call_id = m->id_str,
         .transport = "websocket",
     };
     struct call *c;

@@ -115,6 +115,22 @@ run([
     await c.close();
   }],
 
+  ['"progress": false: no progress reports are asked for, the answer still comes', async () => {
+    const c = await Client.connect();
+    c.send({ type: 'tool_call', id: 'np', timestamp: Date.now(),
+             data: { serverId: 'fake', toolName: 'progress', params: { steps: 3, intervalMs: 30 },
+                     progress: false } });
+    const m = await c.next((x) => x.id === 'np');
+    assert.equal(m.type, 'tool_response');
+    assert.equal(m.data.result.content[0].text, 'progress: 3 steps done');
+    c.send({ type: 'tool_call', id: 'bad', data: { serverId: 'fake', toolName: 'echo', progress: 1 } });
+    const e = await c.next((x) => x.id === 'bad');
+    assert.equal(e.type, 'error');
+    assert.equal(e.data.code, 'bad_request');
+    assert.match(e.data.error, /'data.progress' must be true or false/);
+    await c.close();
+  }],
+
   ['answers come as calls finish, out of order, each with its id', async () => {
     const c = await Client.connect();
     c.call('slow', 'fake', 'sleep', { ms: 600, message: 'slow done' });
