@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,27 +78,30 @@ int mcpgw_buf_addc(struct mcpgw_buf *b, char c)
     return mcpgw_buf_add(b, &c, 1);
 }
 
+/* Digits of v, sign first, ending at end: where they start. */
+static char *dec(char *end, uint64_t v, bool minus)
+{
+    do
+        *--end = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    if (minus)
+        *--end = '-';
+    return end;
+}
+
 int mcpgw_buf_add_u64(struct mcpgw_buf *b, uint64_t v)
 {
-    char t[20];
-    size_t i = sizeof(t);
+    char t[21], *p = dec(t + sizeof(t), v, false);
 
-    do
-        t[--i] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    return mcpgw_buf_add(b, t + i, sizeof(t) - i);
+    return mcpgw_buf_add(b, p, (size_t)(t + sizeof(t) - p));
 }
 
 int mcpgw_buf_add_i64(struct mcpgw_buf *b, int64_t v)
 {
-    int rc;
-
-    if (v >= 0)
-        return mcpgw_buf_add_u64(b, (uint64_t)v);
-    if ((rc = mcpgw_buf_addc(b, '-')) < 0)
-        return rc;
     /* -(v + 1) + 1: no overflow for INT64_MIN. */
-    return mcpgw_buf_add_u64(b, (uint64_t)-(v + 1) + 1);
+    char t[21], *p = dec(t + sizeof(t), v < 0 ? (uint64_t)-(v + 1) + 1 : (uint64_t)v, v < 0);
+
+    return mcpgw_buf_add(b, p, (size_t)(t + sizeof(t) - p));
 }
 
 int mcpgw_buf_printf(struct mcpgw_buf *b, const char *fmt, ...)

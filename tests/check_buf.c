@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <check.h>
+#include <inttypes.h>
 #include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,35 @@ START_TEST(printf_is_atomic_on_overflow)
     ck_assert_int_eq(mcpgw_buf_printf(&b, "%d", 1234), 0);
     ck_assert_int_eq(mcpgw_buf_printf(&b, "%s", "56789"), MCPGW_ETOOBIG);
     ck_assert_str_eq(b.ptr, "1234");
+    mcpgw_buf_release(&b);
+}
+END_TEST
+
+START_TEST(integers_as_printf_writes_them)
+{
+    static const int64_t is[] = { 0, 7, -7, 10, -10, 1764118923456LL, INT64_MAX, INT64_MIN };
+    static const uint64_t us[] = { 0, 9, 10, 18446744073709551615ULL };
+    struct mcpgw_buf b, want;
+
+    mcpgw_buf_init(&b, 4096);
+    mcpgw_buf_init(&want, 4096);
+    for (size_t i = 0; i < sizeof(is) / sizeof(is[0]); i++) {
+        ck_assert_int_eq(mcpgw_buf_add_i64(&b, is[i]), 0);
+        ck_assert_int_eq(mcpgw_buf_printf(&want, "%" PRId64, is[i]), 0);
+    }
+    for (size_t i = 0; i < sizeof(us) / sizeof(us[0]); i++) {
+        ck_assert_int_eq(mcpgw_buf_add_u64(&b, us[i]), 0);
+        ck_assert_int_eq(mcpgw_buf_printf(&want, "%" PRIu64, us[i]), 0);
+    }
+    ck_assert_str_eq(b.ptr, want.ptr);
+    mcpgw_buf_release(&b);
+    mcpgw_buf_release(&want);
+    /* All or nothing at the ceiling, sign included. */
+    mcpgw_buf_init(&b, 4);
+    ck_assert_int_eq(mcpgw_buf_add(&b, "ab", 2), 0);
+    ck_assert_int_eq(mcpgw_buf_add_i64(&b, -123), MCPGW_ETOOBIG);
+    ck_assert_int_eq(mcpgw_buf_add_u64(&b, 123), MCPGW_ETOOBIG);
+    ck_assert_uint_eq(b.len, 2);
     mcpgw_buf_release(&b);
 }
 END_TEST
@@ -128,6 +158,7 @@ int main(void)
 
     tcase_add_test(tc, growth_stops_at_the_ceiling);
     tcase_add_test(tc, printf_is_atomic_on_overflow);
+    tcase_add_test(tc, integers_as_printf_writes_them);
     tcase_add_test(tc, consume_moves_the_rest_forward);
     tcase_add_loop_test(tc, json_str_escapes_and_repairs, 0,
                         sizeof(json_str_cases) / sizeof(json_str_cases[0]));
