@@ -69,10 +69,9 @@ static void str(struct enc *e, const char *k, const char *s, size_t max)
 
 static void i64(struct enc *e, const char *k, int64_t v)
 {
-    char t[24];
-
     key(e, k);
-    put(e, t, (size_t)snprintf(t, sizeof(t), "%" PRId64, v));
+    if (e->rc == 0)
+        e->rc = mcpgw_buf_add_i64(e->b, v);
 }
 
 static void boolean(struct enc *e, const char *k, bool v)
@@ -103,21 +102,27 @@ static void dbl(struct enc *e, const char *k, double v)
 
 static void head(struct enc *e, const char *type)
 {
-    char t[96];
-
-    put(e, t, (size_t)snprintf(t, sizeof(t), "{\"type\":\"%s\",\"timestamp\":%" PRId64
-                               ",\"data\":{", type, mcpgw__events_now_ms()));
+    put(e, MCPGW_STRLIT("{\"type\":\""));
+    put(e, type, strlen(type));
+    put(e, MCPGW_STRLIT("\",\"timestamp\":"));
+    if (e->rc == 0)
+        e->rc = mcpgw_buf_add_i64(e->b, mcpgw__events_now_ms());
+    put(e, MCPGW_STRLIT(",\"data\":{"));
     e->first = true;
 }
 
 /* The fields every tool event carries, so one call can be followed. */
 static void call_fields(struct enc *e, mcpgw_events *ev, const struct mcpgw_hub_event *h)
 {
-    char cid[32];
+    const char *tag = mcpgw__events_tag(ev);
 
     key(e, "callId");
-    put(e, cid, (size_t)snprintf(cid, sizeof(cid), "\"%s-%" PRIu64 "\"", mcpgw__events_tag(ev),
-                                 h->call_id));
+    put(e, "\"", 1);
+    put(e, tag, strlen(tag));
+    put(e, "-", 1);
+    if (e->rc == 0)
+        e->rc = mcpgw_buf_add_u64(e->b, h->call_id);
+    put(e, "\"", 1);
     if (h->client_call_id)
         str(e, "clientCallId", h->client_call_id, MCPGW_CALL_ID_MAX);
     str(e, "serverId", h->server ? h->server : "", MCPGW_SERVER_ID_MAX);
