@@ -13,6 +13,9 @@
 #  2. tool calls over one WebSocket with 64 in flight to server-everything
 #     echo, against direct stdio to the same server in the same run: runs
 #     alternate direct, WebSocket, direct, ... so drift hits both; medians;
+#     also each side with the other's request upstream (progressToken or
+#     not), since Node servers spend measurably more on a call that asks
+#     for progress;
 #  3. the same to the C echo server (bench/echo_mcp): calls/s and p99;
 #  4. N authenticated idle connections held while the daemon pings them
 #     (pingIntervalMs 10000): how many stayed, the daemon's RSS, bytes per
@@ -100,17 +103,29 @@ echo "event stream: $events"
 echo "1. idle daemon RSS with 2 servers (children excluded): $idle_rss KiB"
 
 echo "2. server-everything echo, 64 in flight, ${seconds} s runs x $repeat (medians):"
-: > "$T/direct"; : > "$T/ws"
+# Four kinds of run, alternating: a bare tools/call straight to the
+# server (the bar's baseline); the same with _meta.progressToken, which is
+# what the gateway sends for a WebSocket call by default; and through wsd
+# with the default call and with "progress": false (a bare call upstream).
+: > "$T/direct"; : > "$T/directp"; : > "$T/ws"; : > "$T/wsnp"
 for i in $(seq "$repeat"); do
     "$BENCH" direct --seconds "$seconds" --inflight 64 -- node "$EVERYTHING" stdio 2>/dev/null |
         tee -a "$T/direct.log" | awk -F'\t' '$1=="direct" {print $2}' >> "$T/direct"
     "$BENCH" calls --port "$port" --token "$token" --server everything --seconds "$seconds" \
         --inflight 64 | tee -a "$T/ws.log" | awk -F'\t' '$1=="calls" {print $2}' >> "$T/ws"
+    "$BENCH" direct --progress on --seconds "$seconds" --inflight 64 -- node "$EVERYTHING" \
+        stdio 2>/dev/null | awk -F'\t' '$1=="direct" {print $2}' >> "$T/directp"
+    "$BENCH" calls --progress off --port "$port" --token "$token" --server everything \
+        --seconds "$seconds" --inflight 64 | awk -F'\t' '$1=="calls" {print $2}' >> "$T/wsnp"
 done
 grep -hv '^direct	\|^calls	' "$T/direct.log" "$T/ws.log" | sed 's/^/   /'
 d=$(median < "$T/direct"); w=$(median < "$T/ws")
+dp=$(median < "$T/directp"); wn=$(median < "$T/wsnp")
 ratio=$(awk -v w="$w" -v d="$d" 'BEGIN {printf "%.2f", w / d}')
 echo "   direct stdio $d calls/s, through wsd $w calls/s: ratio $ratio (bar: 0.90)"
+echo "   same request upstream: direct with progressToken $dp vs wsd $w calls/s:" \
+     "$(awk -v w="$w" -v d="$dp" 'BEGIN {printf "%.2f", w / d}');" \
+     "\"progress\": false through wsd $wn vs direct $d: $(awk -v w="$wn" -v d="$d" 'BEGIN {printf "%.2f", w / d}')"
 
 echo "3. C echo server, 64 in flight, ${seconds} s runs x $repeat (median):"
 : > "$T/echo"
