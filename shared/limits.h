@@ -208,7 +208,7 @@
 #define MCPGW_TICKET_TTL_MAX          600000
 
 /* Event store retention (count, age, bytes). */
-#define MCPGW_EVENTS_COUNT_DEFAULT    10000
+#define MCPGW_EVENTS_COUNT_DEFAULT    100000
 #define MCPGW_EVENTS_COUNT_MAX        10000000
 #define MCPGW_EVENTS_AGE_DEFAULT      86400000
 #define MCPGW_EVENTS_AGE_MAX          604800000
