@@ -1644,6 +1644,7 @@ START_TEST(pinning_enforce_withholds_new_tools_until_approved)
     size_t n = 0;
     char err[256], p[128];
     struct stat st;
+    int rc;
 
     call_wait(hub, "echo", "{\"message\":\"x\"}", &r);
     ck_assert_int_eq(r.status, 0);
@@ -1652,13 +1653,20 @@ START_TEST(pinning_enforce_withholds_new_tools_until_approved)
     ck_assert_uint_eq(st.st_mode & 07777, 0600);
     call_wait(hub, "list_changed", NULL, &r);
     ck_assert_int_eq(r.status, 0);
-    /* Held while the refresh runs, then refused as withheld. */
+    /* Held while the refresh runs, then refused as withheld - or refused at
+     * once when the refresh was already done (the answer to list_changed
+     * and to the hub's tools/list can arrive in one read on a busy
+     * machine). */
     memset(&r, 0, sizeof(r));
-    ck_assert_int_eq(call(hub, "late_tool", "{\"message\":\"y\"}", &r, NULL, NULL), 0);
-    run_until(hub, &r.done, 1, 10000);
-    ck_assert_int_eq(r.status, MCPGW_EFORBIDDEN);
-    ck_assert_msg(strstr(r.error, "tool 'late_tool' of server 'fake' changed since it was "
-                         "approved"), "%s", r.error);
+    rc = call(hub, "late_tool", "{\"message\":\"y\"}", &r, NULL, NULL);
+    if (rc == 0) {
+        run_until(hub, &r.done, 1, 10000);
+        ck_assert_int_eq(r.status, MCPGW_EFORBIDDEN);
+        ck_assert_msg(strstr(r.error, "tool 'late_tool' of server 'fake' changed since it was "
+                             "approved"), "%s", r.error);
+    } else {
+        ck_assert_int_eq(rc, MCPGW_EFORBIDDEN);
+    }
     ck_assert(!tool_served(hub, "late_tool"));
     ck_assert(tool_served(hub, "echo"));
     ck_assert_int_eq(call(hub, "late_tool", NULL, &r, NULL, NULL), MCPGW_EFORBIDDEN);
