@@ -52,6 +52,9 @@ cleanup() {
 trap cleanup EXIT
 json_str() { local s=${1//\\/\\\\}; printf '"%s"' "${s//\"/\\\"}"; }
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+# min-max of a series: single runs move by +-15 % (a fresh node's JIT and
+# GC), so the spread says how far a median can be trusted.
+spread() { sort -n | awk 'NR==1 {lo=$1} {hi=$1} END {print lo "-" hi}'; }
 case $events in
     file) events_json='"events": {"backend": "file"},' ;;
     off) # Port 9 (discard): nothing listens there on loopback; a refused
@@ -122,7 +125,8 @@ grep -hv '^direct	\|^calls	' "$T/direct.log" "$T/ws.log" | sed 's/^/   /'
 d=$(median < "$T/direct"); w=$(median < "$T/ws")
 dp=$(median < "$T/directp"); wn=$(median < "$T/wsnp")
 ratio=$(awk -v w="$w" -v d="$d" 'BEGIN {printf "%.2f", w / d}')
-echo "   direct stdio $d calls/s, through wsd $w calls/s: ratio $ratio (bar: 0.90)"
+echo "   direct stdio $d calls/s ($(spread < "$T/direct")), through wsd $w calls/s" \
+     "($(spread < "$T/ws")): ratio $ratio (bar: 0.90)"
 echo "   same request upstream: direct with progressToken $dp vs wsd $w calls/s:" \
      "$(awk -v w="$w" -v d="$dp" 'BEGIN {printf "%.2f", w / d}');" \
      "\"progress\": false through wsd $wn vs direct $d: $(awk -v w="$wn" -v d="$d" 'BEGIN {printf "%.2f", w / d}')"
