@@ -1030,11 +1030,19 @@ static void doomed_unlink(struct mcpgw__evfile *f, struct doomed *d)
     d->n = 0;
 }
 
+static bool doomed_has(const struct doomed *d, uint64_t base)
+{
+    for (size_t i = 0; i < d->n; i++)
+        if (d->base[i] == base)
+            return true;
+    return false;
+}
+
 static void w_sweep(struct mcpgw__evfile *f, int64_t now, uint64_t reserve_count,
                     uint64_t reserve_bytes, struct doomed *d)
 {
     uint64_t *bases, count, bytes = 0;
-    size_t n, i;
+    size_t n, i, first = 0;
     int64_t *mtimes = NULL;
     uint64_t *sizes = NULL;
     bool tmps;
@@ -1063,11 +1071,17 @@ static void w_sweep(struct mcpgw__evfile *f, int64_t now, uint64_t reserve_count
     if (n <= 1 || bases[n - 1] != f->w_base)
         goto out;
     n--;                            /* n sealed segments: bases[0..n-1] */
+    /* An earlier sweep of the same append (one that rotated more than
+     * once) may have doomed the oldest already: they are as good as gone. */
+    while (first < n && doomed_has(d, bases[first]))
+        first++;
+    if (first == n)
+        goto out;
     mtimes = calloc(n, sizeof(*mtimes));
     sizes = calloc(n, sizeof(*sizes));
     if (!mtimes || !sizes)
         goto out;
-    for (i = 0; i < n; i++) {
+    for (i = first; i < n; i++) {
         seg_name(name, sizeof(name), bases[i]);
         if (fstatat(f->dirfd, name, &st, 0) < 0) {
             sizes[i] = 0;
@@ -1078,8 +1092,8 @@ static void w_sweep(struct mcpgw__evfile *f, int64_t now, uint64_t reserve_count
         mtimes[i] = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
         bytes += sizes[i];
     }
-    count = f->w_base - bases[0];
-    for (i = 0; i < n; i++) {
+    count = f->w_base - bases[first];
+    for (i = first; i < n; i++) {
         if (count + reserve_count <= f->max_events && bytes + reserve_bytes <= f->max_bytes &&
             mtimes[i] + f->max_age > now) {
             if (mtimes[i] + f->max_age < f->sweep_due)

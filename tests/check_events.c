@@ -369,6 +369,53 @@ START_TEST(retention_by_age_drops_old_segments)
 }
 END_TEST
 
+/* One append that rotates the active segment again and again (1,000
+ * events, segments of 10): each rotation's sweep must not count or doom
+ * again what an earlier sweep of the same append doomed, so retention
+ * holds as soon as the doomed files are gone - here after one more
+ * publish, since one append deletes at most DOOMED_MAX segments. */
+START_TEST(one_append_across_many_rotations_keeps_retention)
+{
+    enum { N = 1000 };
+    mcpgw_events *ev = ev_open("\"maxEvents\":160");
+    struct mcpgw__evrec *rec = calloc(N, sizeof(*rec));
+    char (*text)[64] = calloc(N, sizeof(*text));
+    char first[MCPGW_EVENT_ID_MAX + 1], oldest[MCPGW_EVENT_ID_MAX + 1];
+    struct mcpgw_events_stats st;
+    mcpgw_events_reader *r;
+    struct mcpgw_event e;
+    int nseg, n = 0;
+
+    pub(ev, "client", "first", 0, first);
+    for (int i = 0; i < N; i++) {
+        rec[i].type = "client";
+        rec[i].json = text[i];
+        rec[i].json_len = (size_t)snprintf(text[i], sizeof(text[i]),
+                                           "{\"type\":\"client\",\"timestamp\":1,\"data\":{\"n\":%d}}",
+                                           i);
+        rec[i].ts = mcpgw__events_now_ms();     /* wall clock, as publishers stamp */
+    }
+    mcpgw__events_store(ev, rec, N);
+    pub(ev, "client", "last", 0, NULL);
+    mcpgw_events_stats(ev, &st);
+    ck_assert_uint_eq(st.published, N + 2);
+    ck_assert_uint_eq(st.dropped, 0);
+    seg_bytes_total(&nseg);
+    ck_assert_int_le(nseg, 17);            /* 16 sealed at most, and the active one */
+    ck_assert_int_eq(mcpgw_events_reader_open(ev, first, &r), 0);
+    must_read(r, &e, 2000);
+    check_gap(ev, &e, first, oldest);
+    while (mcpgw_events_read(r, &e, 100) == 1)
+        n++;
+    ck_assert_msg(n >= 150 && n <= 170, "%d events after the gap; store %s..%s, %d segments",
+                  n, st.oldest, st.newest, nseg);
+    mcpgw_events_reader_close(r);
+    mcpgw_events_close(ev);
+    free(rec);
+    free(text);
+}
+END_TEST
+
 static int unlink_segments(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     if (flag == FTW_F && strstr(path, ".seg"))
@@ -453,6 +500,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, store_outlives_every_handle);
     tcase_add_test(tc, retention_by_bytes_keeps_the_store_under_its_size);
     tcase_add_test(tc, retention_by_age_drops_old_segments);
+    tcase_add_test(tc, one_append_across_many_rotations_keeps_retention);
     tcase_add_test(tc, emptied_directory_starts_over_with_a_gap);
     tcase_add_test(tc, unusable_directory_is_a_clear_error);
     suite_add_tcase(s, tc);
