@@ -1290,15 +1290,6 @@ out:
     return rc;
 }
 
-int mcpgw__evfile_append(struct mcpgw__evfile *f, const char *type, const char *server_id,
-                         const char *json, size_t json_len, int64_t ts, uint64_t *id)
-{
-    struct mcpgw__evrec e = { type, server_id, json, json_len, ts };
-    size_t done;
-
-    return mcpgw__evfile_append_many(f, &e, 1, &done, id);
-}
-
 int mcpgw__evfile_lock(struct mcpgw__evfile *f)
 {
     return lock_timed(f);

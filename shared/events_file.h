@@ -7,7 +7,7 @@
  * Ids are decimal sequence numbers, dense (each event is the previous + 1)
  * and strictly increasing across every process that appends.
  *
- * THREADS.  mcpgw__evfile_append() and _bounds() may be called from many
+ * THREADS.  mcpgw__evfile_append_many() and _bounds() may be called from many
  * threads at once; a reader belongs to one thread.  Readers of one store
  * handle share one inotify watch, served by a thread the handle starts when
  * its first reader opens.  A process that forks after that must only exec
@@ -33,15 +33,6 @@ int mcpgw__evfile_open(const struct mcpgw_conf_events *c, struct mcpgw__evfile *
 /* Stops the readers' thread; every reader must be closed first. NULL-safe. */
 void mcpgw__evfile_close(struct mcpgw__evfile *f);
 
-/* Append one event.  type, server_id (NULL: none) and json (json_len
- * bytes) are copied into the record.  Bounded time: waits at most
- * MCPGW_EVENTS_PUBLISH_WAIT for the store's lock (1 ms while this handle's
- * previous wait timed out and it has not got the lock since), then one
- * pwrite.  0 and *id, or (the event is not stored): MCPGW_EBUSY (lock not
- * got in time), MCPGW_ETOOBIG, -errno (I/O). */
-int mcpgw__evfile_append(struct mcpgw__evfile *f, const char *type, const char *server_id,
-                         const char *json, size_t json_len, int64_t ts, uint64_t *id);
-
 /* One event to append: type, server_id (NULL: none), json_len bytes of
  * json, its time (wall ms). */
 struct mcpgw__evrec {
@@ -51,10 +42,14 @@ struct mcpgw__evrec {
 };
 
 /* Append n events in order under one lock, with as few writes as the
- * segment limits allow.  The same bounds and errors as one append; every
- * event is checked first (MCPGW_ETOOBIG: none is stored).  *done says how
- * many were stored (a prefix of e) and *last_id (may be NULL) the last
- * one's id when any was. */
+ * segment limits allow; each event's strings and json are copied into its
+ * record.  Bounded time: waits at most MCPGW_EVENTS_PUBLISH_WAIT for the
+ * store's lock (1 ms while this handle's previous wait timed out and it
+ * has not got the lock since).  Every event is checked first
+ * (MCPGW_ETOOBIG: none is stored).  0, or why the events from *done on
+ * were not stored: MCPGW_EBUSY (lock not got in time), -errno (I/O).
+ * *done says how many were stored (a prefix of e) and *last_id (may be
+ * NULL) the last one's id when any was. */
 int mcpgw__evfile_append_many(struct mcpgw__evfile *f, const struct mcpgw__evrec *e, size_t n,
                               size_t *done, uint64_t *last_id);
 
