@@ -222,21 +222,6 @@ static void describe(const uint8_t *data, size_t size, struct mcpgw_buf *wire)
 
 /* ---- the answer ------------------------------------------------------------------ */
 
-static json_object *strict_parse(const char *p, size_t n)
-{
-    json_tokener *tok = json_tokener_new_ex(64);
-    json_object *o;
-
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-    o = json_tokener_parse_ex(tok, p, (int)n);
-    if (o && json_tokener_get_parse_end(tok) != n) {
-        json_object_put(o);
-        o = NULL;
-    }
-    json_tokener_free(tok);
-    return o;
-}
-
 /* A CGI response: "Status: NNN reason", headers, a blank line, the body.
  * Returns the status. */
 static int check_cgi(const char *p, size_t n)
@@ -280,7 +265,7 @@ static int check_cgi(const char *p, size_t n)
     if (clen >= 0)
         assert(clen == (long long)(end - line));
     if (json) {
-        json_object *o = strict_parse(line, (size_t)(end - line));
+        json_object *o = fuzz_strict_parse(line, (size_t)(end - line));
 
         assert(o);
         json_object_put(o);

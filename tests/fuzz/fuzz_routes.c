@@ -331,24 +331,9 @@ static int rec_flush(void *ud)
     return 0;
 }
 
-static json_object *strict_parse(const char *p, size_t n)
-{
-    json_tokener *tok = json_tokener_new_ex(64);
-    json_object *o;
-
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-    o = json_tokener_parse_ex(tok, p, (int)n);
-    if (o && json_tokener_get_parse_end(tok) != n) {
-        json_object_put(o);
-        o = NULL;
-    }
-    json_tokener_free(tok);
-    return o;
-}
-
 static void check_json(const struct rec *c)
 {
-    json_object *o = strict_parse(c->body.ptr ? c->body.ptr : "", c->body.len), *v;
+    json_object *o = fuzz_strict_parse(c->body.ptr ? c->body.ptr : "", c->body.len), *v;
 
     want(c, o && json_object_is_type(o, json_type_object));
     want(c, c->clen == (long long)c->body.len);
@@ -386,7 +371,7 @@ static void check_sse(const struct rec *c)
             for (size_t i = 4; i < n; i++)
                 want(c, isalnum((unsigned char)p[i]) || p[i] == '-');
         } else if (n > 6 && memcmp(p, "data: ", 6) == 0) {
-            json_object *o = strict_parse(p + 6, n - 6);
+            json_object *o = fuzz_strict_parse(p + 6, n - 6);
 
             /* Events we stored (gateway.c) are one line each: every data:
              * line here is a whole JSON object. */

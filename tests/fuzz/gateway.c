@@ -137,3 +137,18 @@ void fuzz_gateway_ticket(struct fuzz_gateway *g, char *out, size_t outlen)
         mcpgw_ticket_issue(g->conf, &info, out, outlen, err, sizeof(err)) < 0)
         die("ticket", "cannot issue");
 }
+
+json_object *fuzz_strict_parse(const char *p, size_t n)
+{
+    json_tokener *tok = json_tokener_new_ex(64);
+    json_object *o;
+
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    o = json_tokener_parse_ex(tok, p, (int)n);
+    if (o && json_tokener_get_parse_end(tok) != n) {
+        json_object_put(o);
+        o = NULL;
+    }
+    json_tokener_free(tok);
+    return o;
+}

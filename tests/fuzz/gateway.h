@@ -40,4 +40,8 @@ struct fuzz_gateway *fuzz_gateway(void);
  * (MCPGW_TICKET_LEN + 1 bytes). */
 void fuzz_gateway_ticket(struct fuzz_gateway *g, char *out, size_t outlen);
 
+/* p (n bytes) parsed as strict JSON with nothing after it: a new object, or
+ * NULL.  How the targets check that an answer is JSON. */
+json_object *fuzz_strict_parse(const char *p, size_t n);
+
 #endif
