@@ -13,6 +13,7 @@
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const net = require('node:net');
+const { children, fdLinks, cpuMs } = require('./proc');
 
 const [SOCK, PIDS] = process.argv.slice(2);
 const PID = Number(PIDS);
@@ -95,38 +96,11 @@ function request(method, uri, body = '', extra = {}) {
   return { s, open, done };
 }
 
-function children() {
-  const out = [];
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    let st;
-    try { st = fs.readFileSync(`/proc/${d}/stat`, 'utf8'); } catch (e) { continue; }
-    if (Number(st.split(') ')[1].split(' ')[1]) !== PID) continue;
-    let cmd = '';
-    try { cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' '); } catch (e) {}
-    out.push({ pid: Number(d), cmd });
-  }
-  return out;
-}
-
-function fdLinks(pid) {
-  const m = new Map();
-  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
-    try { m.set(Number(fd), fs.readlinkSync(`/proc/${pid}/fd/${fd}`)); } catch (e) {}
-  }
-  return m;
-}
-
 function withTimeout(p, ms, what) {
   let t;
   return Promise.race([p, new Promise((_, rej) => {
     t = setTimeout(() => rej(new Error(`${what}: nothing within ${ms} ms`)), ms);
   })]).finally(() => clearTimeout(t));
-}
-
-function cpuMs(pid) {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10;      // utime + stime, 100 Hz ticks
 }
 
 // Near RLIMIT_NOFILE (the responder's soft limit lowered to what it holds
@@ -201,7 +175,7 @@ async function nofile() {
     await new Promise((r) => setTimeout(r, 20));
   assert.ok(sockets() >= STREAMS + CALLS, `the responder holds ${sockets()} sockets`);
 
-  const kids = children();
+  const kids = children(PID);
   assert.equal(kids.length, 3, JSON.stringify(kids));
   const held = new Set([...fdLinks(PID).values()].filter((l) => !/^(anon_inode:|\/dev\/)/.test(l)));
   for (const k of kids) {
