@@ -196,7 +196,9 @@ run_suite() {
     failures=$((failures + 1))
     say "--- $name: web server error log ---"
     tail -n 40 "$work/server/error.log" 2>/dev/null | sed 's/^/#   /'
-    say "--- $name: gateway log ---"
+    say "--- $name: gateway log (repeated lines counted, then the last 40) ---"
+    sed -E 's/^[0-9TZ:.-]+ //' "$work/logs/gateway.log" 2>/dev/null | sort | uniq -c |
+        sort -rn | head -n 20 | sed 's/^/#   /'
     tail -n 40 "$work/logs/gateway.log" 2>/dev/null | sed 's/^/#   /'
     return 1
 }

@@ -22,17 +22,28 @@ const LOG = process.env.GATEWAY_LOG;
 const { EventSource } = await import(pathToFileURL(`${process.env.MODULES}/eventsource/dist/index.js`));
 const url = new URL(BASE);
 
+// ONLY (a regular expression) runs just the tests whose names match, each
+// REPEAT times: for chasing a rare failure by hand.
+const ONLY = process.env.ONLY ? new RegExp(process.env.ONLY) : null;
+const REPEAT = Math.max(1, Number(process.env.REPEAT || 1));
 let n = 0, failed = 0;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 async function t(name, fn) {
-  const started = Date.now();
-  try {
-    await fn();
-    console.log(`ok ${++n} - ${name} (${Date.now() - started} ms)`);
-  } catch (e) {
-    failed++;
-    console.log(`not ok ${++n} - ${name}`);
-    for (const line of String(e && e.stack || e).split('\n').slice(0, 8)) console.log(`#   ${line}`);
+  if (ONLY && !ONLY.test(name)) {
+    console.log(`ok ${++n} - ${name} # SKIP not in ONLY`);
+    return;
+  }
+  for (let k = 0; k < (ONLY ? REPEAT : 1); k++) {
+    if (k) await sleep(2 * HB + 1000);   // the last round's streams are noticed gone
+    const started = Date.now();
+    try {
+      await fn();
+      console.log(`ok ${++n} - ${name} (${Date.now() - started} ms)`);
+    } catch (e) {
+      failed++;
+      console.log(`not ok ${++n} - ${name}`);
+      for (const line of String(e && e.stack || e).split('\n').slice(0, 8)) console.log(`#   ${line}`);
+    }
   }
 }
 function assert(cond, msg) { if (!cond) throw new Error(msg || 'assertion failed'); }
@@ -401,7 +412,26 @@ await t(`${STREAMS} concurrent streams and REST load at once; every stream gets 
   };
   await Promise.all(Array.from({ length: 10 }, worker));
   eq(ok, 100, 'REST calls that succeeded under load');
-  for (const s of streams) await s.until(() => s.of('tool_result').length >= 100, Math.max(1000, end - Date.now()), '100 tool_result events on every stream');
+  try {
+    for (const s of streams) await s.until(() => s.of('tool_result').length >= 100, Math.max(1000, end - Date.now()), '100 tool_result events on every stream');
+  } catch (e) {
+    // Say which streams fell short and what they saw after the gap.
+    const all = new Set();
+    for (const s of streams) for (const ev of s.of('tool_result')) all.add(ev.id);
+    streams.forEach((s, i) => {
+      const got = s.of('tool_result');
+      if (got.length >= 100) return;
+      const have = new Set(got.map((ev) => ev.id));
+      const missing = [...all].filter((id) => !have.has(id));
+      const last = got.length ? got[got.length - 1] : null;
+      console.log(`#   stream ${i}: ${got.length} tool_result, ended ${s.ended}, ` +
+        `${s.of('heartbeat').length} heartbeats (last at +${s.of('heartbeat').length ? s.of('heartbeat').at(-1).at - last?.at : '-'} ms after the last tool_result), ` +
+        `missing ${missing.slice(0, 5).join(',')}${missing.length > 5 ? ',...' : ''} (${missing.length}), ` +
+        `other frames: ${s.events.filter((ev) => !['tool_result', 'heartbeat', 'connected'].includes(ev.data.type)).map((ev) => JSON.stringify(ev.data).slice(0, 80)).join(' | ') || 'none'}`);
+    });
+    for (const s of streams) s.close();
+    throw e;
+  }
   const first = streams[0].of('tool_result').map((e) => e.id).join(',');
   for (const s of streams) {
     eq(s.of('tool_result').length, 100, 'events per stream');
