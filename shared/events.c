@@ -310,47 +310,71 @@ bool mcpgw__events_include_params(const mcpgw_events *ev)
     return ev->include_params;
 }
 
-int mcpgw_events_publish(mcpgw_events *ev, const char *type, json_object *data, char *id)
+int mcpgw__events_wrap(struct mcpgw_buf *b, const char *type, json_object *data,
+                       const char **server_id)
 {
-    struct mcpgw_buf b;
     json_object *sid;
-    const char *server_id = NULL, *dj = "{}";
-    size_t dlen = 2;
-    int rc = -EINVAL;
+    const char *dj = "{}";
+    size_t dlen = 2, mark = b->len;
+    int rc;
 
-    if (id)
-        id[0] = 0;
+    *server_id = NULL;
     if (!type_ok(type) || (data && !json_object_is_type(data, json_type_object)))
-        goto drop;
+        return -EINVAL;
     if (data) {
         dj = json_object_to_json_string_length(data, JSON_C_TO_STRING_PLAIN |
                                                JSON_C_TO_STRING_NOSLASHESCAPE, &dlen);
-        rc = -ENOMEM;
         if (!dj)
-            goto drop;
+            return -ENOMEM;
         if (json_object_object_get_ex(data, "serverId", &sid) &&
             json_object_is_type(sid, json_type_string) &&
             json_object_get_string_len(sid) > 0 &&
             json_object_get_string_len(sid) <= MCPGW_SERVER_ID_MAX)
-            server_id = json_object_get_string(sid);
+            *server_id = json_object_get_string(sid);
     }
-    mcpgw_buf_init(&b, MCPGW_EVENT_BYTES_MAX);
-    rc = mcpgw_buf_printf(&b, "{\"type\":\"%s\",\"timestamp\":%" PRId64 ",\"data\":", type,
-                          mcpgw__events_now_ms());
+    rc = mcpgw_buf_adds(b, "{\"type\":\"");
     if (rc == 0)
-        rc = mcpgw_buf_add(&b, dj, dlen);
+        rc = mcpgw_buf_adds(b, type);
     if (rc == 0)
-        rc = mcpgw_buf_addc(&b, '}');
+        rc = mcpgw_buf_adds(b, "\",\"timestamp\":");
+    if (rc == 0)
+        rc = mcpgw_buf_add_i64(b, mcpgw__events_now_ms());
+    if (rc == 0)
+        rc = mcpgw_buf_adds(b, ",\"data\":");
+    if (rc == 0)
+        rc = mcpgw_buf_add(b, dj, dlen);
+    if (rc == 0)
+        rc = mcpgw_buf_addc(b, '}');
+    if (rc == 0 && b->len - mark > MCPGW_EVENT_BYTES_MAX)
+        rc = MCPGW_ETOOBIG;
+    if (rc < 0)
+        b->len = mark;
+    return rc;
+}
+
+const char *mcpgw__events_type_name(const char *type)
+{
+    return type_ok(type) ? type : "(invalid type)";
+}
+
+int mcpgw_events_publish(mcpgw_events *ev, const char *type, json_object *data, char *id)
+{
+    struct mcpgw_buf b;
+    const char *server_id;
+    int rc;
+
+    if (id)
+        id[0] = 0;
+    mcpgw_buf_init(&b, MCPGW_EVENT_BYTES_MAX + 1);
+    rc = mcpgw__events_wrap(&b, type, data, &server_id);
     if (rc == 0) {
         struct mcpgw__evrec e = { type, server_id, b.ptr, b.len, mcpgw__events_now_ms() };
 
         append(ev, &e, 1, id);
+    } else {
+        count_drop(ev, mcpgw__events_type_name(type), rc);
     }
     mcpgw_buf_release(&b);
-    if (rc == 0)
-        return 0;
-drop:
-    count_drop(ev, type_ok(type) ? type : "(invalid type)", rc);
     return 0;
 }
 

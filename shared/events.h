@@ -111,4 +111,28 @@ void mcpgw_events_hub_observer(void *ev, const struct mcpgw_hub_event *hev);
 void mcpgw_events_hub_observe_many(mcpgw_events *ev, const struct mcpgw_hub_event *const *hev,
                                    size_t n);
 
+/* Events made on one thread and stored on another: a front end whose loop
+ * must not wait for the store (wsd) encodes each event into a batch on the
+ * loop thread - the text is made from the loop's own objects, so nothing
+ * is shared between threads - and a publisher thread stores the batch
+ * whole, in order, with as few appends as the backend allows.  A batch has
+ * one owner at a time; hand it over under the caller's own lock.  Events
+ * that cannot be made (too big, no memory) are counted as dropped at once. */
+typedef struct mcpgw_events_batch mcpgw_events_batch;
+mcpgw_events_batch *mcpgw_events_batch_new(void);        /* NULL: no memory */
+void mcpgw_events_batch_free(mcpgw_events_batch *b);      /* NULL-safe */
+size_t mcpgw_events_batch_count(const mcpgw_events_batch *b);
+size_t mcpgw_events_batch_bytes(const mcpgw_events_batch *b);    /* its text */
+/* Add hev's event (as mcpgw_events_hub_observer would publish it).
+ * 1 added, 0 hev makes no event, -errno dropped and counted. */
+int mcpgw_events_batch_add_hub(mcpgw_events *ev, mcpgw_events_batch *b,
+                               const struct mcpgw_hub_event *hev);
+/* Add {"type":type,"timestamp":now,"data":data} (as mcpgw_events_publish);
+ * data is borrowed.  1 added, -errno dropped and counted. */
+int mcpgw_events_batch_add(mcpgw_events *ev, mcpgw_events_batch *b, const char *type,
+                           json_object *data);
+/* Store b's events in order (each counted as published or dropped), then
+ * empty b, keeping its memory for the next round. */
+void mcpgw_events_batch_store(mcpgw_events *ev, mcpgw_events_batch *b);
+
 #endif

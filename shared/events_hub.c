@@ -12,7 +12,9 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 
@@ -268,45 +270,177 @@ static const char *encode(struct enc *e, mcpgw_events *ev, const struct mcpgw_hu
     return type;
 }
 
+/* ---- batches ------------------------------------------------------------ */
+
+/* One event of a batch: where its text is in the batch's buffer.  Offsets,
+ * not pointers: the buffer moves as it grows. */
+struct ent {
+    const char *type;           /* a literal, or in text at type_off */
+    size_t type_off, sid_off, json_off, json_len;
+    int64_t ts;
+    bool own_type, has_sid;
+};
+
+struct mcpgw_events_batch {
+    struct mcpgw_buf text;
+    struct ent *v;
+    size_t n, cap;
+};
+
+mcpgw_events_batch *mcpgw_events_batch_new(void)
+{
+    mcpgw_events_batch *b = calloc(1, sizeof(*b));
+
+    if (b)
+        mcpgw_buf_init(&b->text, SIZE_MAX / 2);
+    return b;
+}
+
+void mcpgw_events_batch_free(mcpgw_events_batch *b)
+{
+    if (!b)
+        return;
+    mcpgw_buf_release(&b->text);
+    free(b->v);
+    free(b);
+}
+
+size_t mcpgw_events_batch_count(const mcpgw_events_batch *b)
+{
+    return b->n;
+}
+
+size_t mcpgw_events_batch_bytes(const mcpgw_events_batch *b)
+{
+    return b->text.len;
+}
+
+static struct ent *batch_slot(mcpgw_events_batch *b)
+{
+    if (b->n == b->cap) {
+        size_t ncap = b->cap ? b->cap * 2 : 64;
+        struct ent *nv = realloc(b->v, ncap * sizeof(*nv));
+
+        if (!nv)
+            return NULL;
+        b->v = nv;
+        b->cap = ncap;
+    }
+    return &b->v[b->n];
+}
+
+/* Append s and its NUL to b's text at *off.  0 or -errno. */
+static int batch_str(mcpgw_events_batch *b, const char *s, size_t *off)
+{
+    *off = b->text.len;
+    return mcpgw_buf_add(&b->text, s, strlen(s) + 1);
+}
+
+/* Finish the event whose JSON is text[mark, len): its serverId and type
+ * after it.  type is a literal unless own_type. */
+static int batch_commit(mcpgw_events_batch *b, size_t mark, const char *type, bool own_type,
+                        const char *server_id)
+{
+    struct ent *x = batch_slot(b);
+    size_t json_len = b->text.len - mark;
+    int rc = x ? 0 : -ENOMEM;
+
+    if (rc == 0)
+        rc = mcpgw_buf_addc(&b->text, 0);
+    if (rc == 0) {
+        *x = (struct ent){ .type = own_type ? NULL : type, .json_off = mark,
+                           .json_len = json_len, .ts = mcpgw__events_now_ms(),
+                           .own_type = own_type, .has_sid = server_id != NULL };
+        if (own_type)
+            rc = batch_str(b, type, &x->type_off);
+    }
+    if (rc == 0 && server_id)
+        rc = batch_str(b, server_id, &x->sid_off);
+    if (rc < 0) {
+        b->text.len = mark;
+        return rc;
+    }
+    b->n++;
+    return 1;
+}
+
+int mcpgw_events_batch_add_hub(mcpgw_events *ev, mcpgw_events_batch *b,
+                               const struct mcpgw_hub_event *h)
+{
+    struct enc e = { .b = &b->text };
+    size_t mark = b->text.len;
+    const char *type, *sid = NULL;
+    int rc;
+
+    type = encode(&e, ev, h, &sid);
+    if (!type)
+        return 0;
+    rc = e.rc;
+    if (rc == 0 && b->text.len - mark > MCPGW_EVENT_BYTES_MAX)
+        rc = MCPGW_ETOOBIG;
+    if (rc == 0)
+        rc = batch_commit(b, mark, type, false, sid);
+    if (rc < 0) {
+        b->text.len = mark;
+        mcpgw__events_drop(ev, type, rc);
+    }
+    return rc;
+}
+
+int mcpgw_events_batch_add(mcpgw_events *ev, mcpgw_events_batch *b, const char *type,
+                           json_object *data)
+{
+    size_t mark = b->text.len;
+    const char *sid;
+    int rc = mcpgw__events_wrap(&b->text, type, data, &sid);
+
+    if (rc == 0)
+        rc = batch_commit(b, mark, type, true, sid);
+    if (rc < 0)
+        mcpgw__events_drop(ev, mcpgw__events_type_name(type), rc);
+    return rc;
+}
+
+void mcpgw_events_batch_store(mcpgw_events *ev, mcpgw_events_batch *b)
+{
+    struct mcpgw__evrec rec[BATCH];
+
+    for (size_t i = 0; i < b->n;) {
+        size_t k = 0;
+
+        for (; i < b->n && k < BATCH; i++, k++) {
+            const struct ent *x = &b->v[i];
+
+            rec[k] = (struct mcpgw__evrec){
+                .type = x->own_type ? b->text.ptr + x->type_off : x->type,
+                .server_id = x->has_sid ? b->text.ptr + x->sid_off : NULL,
+                .json = b->text.ptr + x->json_off,
+                .json_len = x->json_len,
+                .ts = x->ts,
+            };
+        }
+        mcpgw__events_store(ev, rec, k);
+    }
+    b->n = 0;
+    mcpgw_buf_reset(&b->text);
+}
+
+/* ---- observers ------------------------------------------------------------ */
+
 void mcpgw_events_hub_observe_many(mcpgw_events *ev, const struct mcpgw_hub_event *const *h,
                                    size_t n)
 {
-    struct mcpgw__evrec rec[BATCH];
-    size_t off[BATCH];
-    struct mcpgw_buf b;
+    mcpgw_events_batch *b = mcpgw_events_batch_new();
 
-    mcpgw_buf_init(&b, BATCH * ((size_t)MCPGW_EVENT_BYTES_MAX + 64));
-    while (n > 0) {
-        size_t k = 0, used = 0;
-
-        mcpgw_buf_reset(&b);
-        for (; used < n && k < BATCH; used++) {
-            struct enc e = { .b = &b };
-            size_t mark = b.len;
-
-            rec[k].type = encode(&e, ev, h[used], &rec[k].server_id);
-            if (!rec[k].type)
-                continue;
-            if (e.rc == 0 && b.len - mark > MCPGW_EVENT_BYTES_MAX)
-                e.rc = MCPGW_ETOOBIG;
-            if (e.rc < 0) {
-                b.len = mark;
-                mcpgw__events_drop(ev, rec[k].type, e.rc);
-                continue;
-            }
-            rec[k].json_len = b.len - mark;
-            off[k] = mark;
-            rec[k].ts = mcpgw__events_now_ms();
-            k++;
-        }
-        /* The buffer may have moved while it grew. */
-        for (size_t i = 0; i < k; i++)
-            rec[i].json = b.ptr + off[i];
-        mcpgw__events_store(ev, rec, k);
-        h += used;
-        n -= used;
+    if (!b) {
+        for (size_t i = 0; i < n; i++)
+            mcpgw__events_drop(ev, "tool_call", -ENOMEM);
+        return;
     }
-    mcpgw_buf_release(&b);
+    for (size_t i = 0; i < n; i++)
+        mcpgw_events_batch_add_hub(ev, b, h[i]);
+    mcpgw_events_batch_store(ev, b);
+    mcpgw_events_batch_free(b);
 }
 
 void mcpgw_events_hub_observer(void *ud, const struct mcpgw_hub_event *h)

@@ -45,6 +45,15 @@ void mcpgw__events_store(mcpgw_events *ev, const struct mcpgw__evrec *e, size_t 
 /* Count an event that could not be made (rc: why) as dropped. */
 void mcpgw__events_drop(mcpgw_events *ev, const char *type, int rc);
 
+/* The text of {"type":type,"timestamp":now,"data":data} appended to b, and
+ * *server_id pointed at data's serverId (in data) if it has a usable one.
+ * 0, or -EINVAL (a bad type or data) / -ENOMEM / MCPGW_ETOOBIG with b as it
+ * was. */
+int mcpgw__events_wrap(struct mcpgw_buf *b, const char *type, json_object *data,
+                       const char **server_id);
+/* An event type that is valid; "(invalid type)" otherwise (for counting). */
+const char *mcpgw__events_type_name(const char *type);
+
 /* This process's part of a callId; whether tool params are published. */
 const char *mcpgw__events_tag(const mcpgw_events *ev);
 bool mcpgw__events_include_params(const mcpgw_events *ev);

@@ -140,6 +140,8 @@
 /* Events waiting for wsd's publisher thread; past this the event store is
  * too far behind and further events are dropped (and counted). */
 #define MCPGW_WS_EVENT_QUEUE_MAX      8192
+/* ... and of their text (an event is at most MCPGW_EVENT_BYTES_MAX). */
+#define MCPGW_WS_EVENT_QUEUE_BYTES    (16u * 1024 * 1024)
 /* SIGTERM: how long calls in flight may still finish before they are
  * cancelled and every client is closed with 1001. */
 #define MCPGW_WS_SHUTDOWN_GRACE       10000

@@ -1045,6 +1045,98 @@ START_TEST(hub_events_handed_over_together_are_all_stored_in_order)
 }
 END_TEST
 
+/* A batch filled on one thread and stored on another, twice (the second
+ * round reuses the first's memory): hub and plain events in the order
+ * added, with their serverIds indexed; one that cannot be made is counted
+ * as dropped and takes nothing else with it. */
+struct batch_arg {
+    mcpgw_events *ev;
+    mcpgw_events_batch *b;
+};
+
+static void *thr_store(void *p)
+{
+    struct batch_arg *a = p;
+
+    mcpgw_events_batch_store(a->ev, a->b);
+    return NULL;
+}
+
+START_TEST(batch_made_on_one_thread_is_stored_on_another_in_order)
+{
+    mcpgw_events *ev = ev_open("");
+    mcpgw_events_batch *b = mcpgw_events_batch_new();
+    mcpgw_events_reader *r;
+    struct mcpgw_event e;
+    struct mcpgw_events_stats st;
+    struct mcpgw_call_event c = { .kind = MCPGW_CALL_DONE, .duration_ms = 7 };
+    struct mcpgw_hub_event h = { .kind = MCPGW_HUB_CALL_DONE, .server = "fake", .tool = "echo",
+                                 .caller = "t", .transport = "websocket", .exit_status = -1,
+                                 .call = &c };
+    struct mcpgw_hub_event none = { .kind = MCPGW_HUB_CALL_PROGRESS };   /* no call: no event */
+    char *big = malloc(MCPGW_EVENT_BYTES_MAX + 10);
+    json_object *d = json_object_new_object(), *huge = json_object_new_object();
+    pthread_t t;
+    struct batch_arg a = { ev, b };
+
+    ck_assert_ptr_nonnull(b);
+    memset(big, 'x', MCPGW_EVENT_BYTES_MAX + 9);
+    big[MCPGW_EVENT_BYTES_MAX + 9] = 0;
+    json_object_object_add(huge, "blob", json_object_new_string(big));
+    json_object_object_add(d, "serverId", json_object_new_string("s2"));
+    ck_assert_int_eq(mcpgw_events_reader_open(ev, NULL, &r), 0);
+    for (int round = 0; round < 2; round++) {
+        char ccid[16];
+
+        for (int i = 0; i < 50; i++) {
+            json_object_object_add(d, "n", json_object_new_int(i));
+            snprintf(ccid, sizeof(ccid), "c-%d", i);
+            h.client_call_id = ccid;
+            ck_assert_int_eq(mcpgw_events_batch_add_hub(ev, b, &h), 1);
+            ck_assert_int_eq(mcpgw_events_batch_add_hub(ev, b, &none), 0);
+            ck_assert_int_eq(mcpgw_events_batch_add(ev, b, "client", d), 1);
+        }
+        ck_assert_int_lt(mcpgw_events_batch_add(ev, b, "client", huge), 0);
+        ck_assert_int_lt(mcpgw_events_batch_add(ev, b, "Bad-Type", d), 0);
+        ck_assert_uint_eq(mcpgw_events_batch_count(b), 100);
+        ck_assert_int_eq(pthread_create(&t, NULL, thr_store, &a), 0);
+        pthread_join(t, NULL);
+        ck_assert_uint_eq(mcpgw_events_batch_count(b), 0);
+        ck_assert_uint_eq(mcpgw_events_batch_bytes(b), 0);
+        for (int i = 0; i < 100; i++) {
+            json_object *o;
+
+            must_read(r, &e, 5000);
+            o = event_json(&e);
+            if (i % 2 == 0) {
+                snprintf(ccid, sizeof(ccid), "c-%d", i / 2);
+                ck_assert_str_eq(e.type, "tool_result");
+                ck_assert_str_eq(e.server_id, "fake");
+                ck_assert_str_eq(jstr(o, "data", "clientCallId"), ccid);
+            } else {
+                ck_assert_str_eq(e.type, "client");
+                ck_assert_str_eq(e.server_id, "s2");
+                ck_assert_int_eq(jint(o, "data", "n"), i / 2);
+                ck_assert(jint(o, "timestamp", NULL) > 0);
+            }
+            json_object_put(o);
+        }
+    }
+    ck_assert_int_eq(mcpgw_events_read(r, &e, 100), 0);
+    mcpgw_events_stats(ev, &st);
+    ck_assert_uint_eq(st.published, 200);
+    ck_assert_uint_eq(st.dropped, 4);
+    mcpgw_events_batch_store(ev, b);      /* empty: nothing happens */
+    mcpgw_events_batch_free(b);
+    mcpgw_events_batch_free(NULL);
+    json_object_put(d);
+    json_object_put(huge);
+    free(big);
+    mcpgw_events_reader_close(r);
+    mcpgw_events_close(ev);
+}
+END_TEST
+
 static void add_common_tests(TCase *tc)
 {
     tcase_add_test(tc, events_arrive_in_order_with_their_fields);
@@ -1061,6 +1153,7 @@ static void add_common_tests(TCase *tc)
     tcase_add_test(tc, hub_calls_become_events_that_can_be_followed);
     tcase_add_test(tc, params_are_published_only_when_configured);
     tcase_add_test(tc, hub_events_handed_over_together_are_all_stored_in_order);
+    tcase_add_test(tc, batch_made_on_one_thread_is_stored_on_another_in_order);
 }
 
 #endif

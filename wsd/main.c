@@ -806,8 +806,7 @@ int main(int argc, char **argv)
     if (mcpgw_events_open(g.d.conf, &g.events, err, sizeof(err)) < 0) {
         mcpgw_log_error(C, "no event stream: %s", err);
         g.events = NULL;
-    } else if ((rc = wsd_publisher_start(g.events, g.d.conf->events.include_params,
-                                         &g.d.publisher)) < 0) {
+    } else if ((rc = wsd_publisher_start(g.events, &g.d.publisher)) < 0) {
         mcpgw_log_error(C, "no event stream: cannot start its thread: %s", mcpgw_strerror(rc));
     } else {
         mcpgw_hub_set_observer(g.d.hub, wsd_publisher_observer, g.d.publisher);

@@ -3,12 +3,12 @@
  * Publishing an event is a write to the event store (events.h): a few
  * microseconds on a healthy store, up to MCPGW_EVENTS_PUBLISH_WAIT on a sick
  * one - too much to pay on the loop thread twice per tool call.  So the
- * loop hands copies to one publisher thread through a bounded queue
- * (MCPGW_WS_EVENT_QUEUE_MAX); when the store falls that far behind, events
- * are dropped and counted (and logged at most once per 10 s) rather than
- * calls slowed.  The thread formats and publishes with the shared
- * mcpgw_events_hub_observer(), so the events are the same as every other
- * front end's.
+ * loop encodes each event into a batch (mcpgw_events_batch_add_hub, the
+ * same text every front end publishes) and one publisher thread stores the
+ * batches.  The batch is bounded (MCPGW_WS_EVENT_QUEUE_MAX events,
+ * MCPGW_WS_EVENT_QUEUE_BYTES of text); when the store falls that far
+ * behind, events are dropped and counted (and logged at most once per
+ * 10 s) rather than calls slowed.
  *
  * Threads: wsd_publisher_observer() and wsd_publisher_client() on the loop
  * thread only; start/stop from the main thread.
@@ -24,9 +24,8 @@
 struct wsd_publisher;
 
 /* Start the thread publishing to ev (borrowed; outlives the publisher).
- * include_params: copy tool arguments (gateway.events.includeParams).
  * 0 and *out, or -errno. */
-int wsd_publisher_start(mcpgw_events *ev, bool include_params, struct wsd_publisher **out);
+int wsd_publisher_start(mcpgw_events *ev, struct wsd_publisher **out);
 
 /* Publish what is queued, then stop and join the thread.  NULL-safe. */
 void wsd_publisher_stop(struct wsd_publisher *p);
