@@ -55,7 +55,8 @@ int mcpgw_buf_reserve(struct mcpgw_buf *b, size_t n)
     return 0;
 }
 
-int mcpgw_buf_add(struct mcpgw_buf *b, const void *p, size_t n)
+/* mcpgw_buf_add() when the bytes do not fit yet. */
+int mcpgw__buf_add_grow(struct mcpgw_buf *b, const void *p, size_t n)
 {
     int rc = mcpgw_buf_reserve(b, n);
 
@@ -66,16 +67,6 @@ int mcpgw_buf_add(struct mcpgw_buf *b, const void *p, size_t n)
     b->len += n;
     b->ptr[b->len] = '\0';
     return 0;
-}
-
-int mcpgw_buf_adds(struct mcpgw_buf *b, const char *s)
-{
-    return mcpgw_buf_add(b, s, strlen(s));
-}
-
-int mcpgw_buf_addc(struct mcpgw_buf *b, char c)
-{
-    return mcpgw_buf_add(b, &c, 1);
 }
 
 /* Digits of v, sign first, ending at end: where they start. */

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct mcpgw_buf {
     char *ptr;
@@ -21,10 +22,28 @@ void mcpgw_buf_init(struct mcpgw_buf *b, size_t max);      /* cannot fail */
 void mcpgw_buf_release(struct mcpgw_buf *b);               /* frees ptr, not b */
 void mcpgw_buf_reset(struct mcpgw_buf *b);                 /* len = 0, keeps memory */
 
-/* Append n bytes.  0, -ENOMEM, or MCPGW_ETOOBIG (buffer unchanged). */
-int mcpgw_buf_add(struct mcpgw_buf *b, const void *p, size_t n);
-int mcpgw_buf_adds(struct mcpgw_buf *b, const char *s);
-int mcpgw_buf_addc(struct mcpgw_buf *b, char c);
+/* Append n bytes.  0, -ENOMEM, or MCPGW_ETOOBIG (buffer unchanged).
+ * Inline when the bytes fit: the codecs append a few bytes at a time, many
+ * times per message.  Fitting is enough, as cap <= max + 1 (buf.c). */
+int mcpgw__buf_add_grow(struct mcpgw_buf *b, const void *p, size_t n);
+static inline int mcpgw_buf_add(struct mcpgw_buf *b, const void *p, size_t n)
+{
+    if (n < b->cap - b->len) {
+        memcpy(b->ptr + b->len, p, n);
+        b->len += n;
+        b->ptr[b->len] = '\0';
+        return 0;
+    }
+    return mcpgw__buf_add_grow(b, p, n);
+}
+static inline int mcpgw_buf_adds(struct mcpgw_buf *b, const char *s)
+{
+    return mcpgw_buf_add(b, s, strlen(s));
+}
+static inline int mcpgw_buf_addc(struct mcpgw_buf *b, char c)
+{
+    return mcpgw_buf_add(b, &c, 1);
+}
 /* Decimal text of v (what printf's %" PRIu64 " / %" PRId64 " give, without its cost). */
 int mcpgw_buf_add_u64(struct mcpgw_buf *b, uint64_t v);
 int mcpgw_buf_add_i64(struct mcpgw_buf *b, int64_t v);

@@ -23,6 +23,29 @@ START_TEST(growth_stops_at_the_ceiling)
 }
 END_TEST
 
+/* The inline path (bytes that fit what is allocated) keeps the ceiling for
+ * every max, including ones the growth rounding does not reach exactly. */
+START_TEST(appends_that_fit_keep_the_ceiling)
+{
+    for (size_t max = 1; max <= 300; max++) {
+        struct mcpgw_buf b;
+        size_t i;
+
+        mcpgw_buf_init(&b, max);
+        for (i = 0; i < max; i++)
+            ck_assert_int_eq(mcpgw_buf_addc(&b, (char)('a' + i % 26)), 0);
+        ck_assert_int_eq(mcpgw_buf_addc(&b, 'x'), MCPGW_ETOOBIG);
+        ck_assert_int_eq(mcpgw_buf_add(&b, "", 0), 0);
+        ck_assert_uint_eq(b.len, max);
+        ck_assert_uint_le(b.cap, max + 1);
+        ck_assert_int_eq(b.ptr[max], 0);
+        mcpgw_buf_reset(&b);
+        ck_assert_int_eq(mcpgw_buf_adds(&b, "0123"), max >= 4 ? 0 : MCPGW_ETOOBIG);
+        mcpgw_buf_release(&b);
+    }
+}
+END_TEST
+
 START_TEST(printf_is_atomic_on_overflow)
 {
     struct mcpgw_buf b;
@@ -157,6 +180,7 @@ int main(void)
     int failed;
 
     tcase_add_test(tc, growth_stops_at_the_ceiling);
+    tcase_add_test(tc, appends_that_fit_keep_the_ceiling);
     tcase_add_test(tc, printf_is_atomic_on_overflow);
     tcase_add_test(tc, integers_as_printf_writes_them);
     tcase_add_test(tc, consume_moves_the_rest_forward);
