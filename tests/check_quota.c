@@ -339,9 +339,25 @@ START_TEST(processes_share_the_limit)
         ck_assert_int_eq(waitpid(pids[c], &st, 0), pids[c]);
         ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     }
+    /* How many attempts pass depends on how the processes were scheduled
+     * (a holder preempted in its critical section fails the others for a
+     * whole time slice; under valgrind 9,207 of 40,000 passed once), so
+     * that count is not asserted; what the limit guarantees is. */
     ck_assert_int_le(atomic_load(&sh->peak), 2);
-    ck_assert_int_gt(atomic_load(&sh->ok), 10000);
+    ck_assert_int_gt(atomic_load(&sh->ok), 0);
     q = open_q(dir, "ns", 2, 1000, 1000);
+    ck_assert_uint_eq(mcpgw_quota_inflight(q, "ci"), 0);
+    {
+        /* Every hold was given back: both places are free again. */
+        struct mcpgw_quota_hold a = MCPGW_QUOTA_HOLD_INIT, b = MCPGW_QUOTA_HOLD_INIT,
+                                c = MCPGW_QUOTA_HOLD_INIT;
+
+        ck_assert_int_eq(mcpgw_quota_acquire(q, "ci", &a, NULL), 0);
+        ck_assert_int_eq(mcpgw_quota_acquire(q, "ci", &b, NULL), 0);
+        ck_assert_int_lt(mcpgw_quota_acquire(q, "ci", &c, NULL), 0);
+        mcpgw_quota_release(q, &b);
+        mcpgw_quota_release(q, &a);
+    }
     ck_assert_uint_eq(mcpgw_quota_inflight(q, "ci"), 0);
     mcpgw_quota_free(q);
     munmap(sh, sizeof(*sh));
