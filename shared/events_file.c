@@ -544,6 +544,8 @@ struct mcpgw__evfile_reader {
     char gap_requested[MCPGW_EVENT_ID_MAX + 1], gap_oldest[24], gap_id[24];
     char type[256], sid[256];
     struct mcpgw_buf scratch;
+    int64_t quiet_since;        /* mono ns the reader last found the end, 0: not */
+    bool missed_logged;
 };
 
 /* The store's lock: a robust, process-shared mutex in <dir>/lock, mapped
@@ -1812,6 +1814,33 @@ static int r_try(struct mcpgw__evfile_reader *r, struct mcpgw_event *e)
     }
 }
 
+/* No wake-up since the reader found the end: past MCPGW_EVENTS_RECHECK_MS,
+ * read the file anyway.  Finding something then means a wake-up was lost
+ * (said once per reader: it is a defect to look into, not to hide). */
+static int r_recheck(struct mcpgw__evfile_reader *r, struct mcpgw_event *e)
+{
+    int64_t now = mono_ns();
+    int rc;
+
+    if (!r->quiet_since) {
+        r->quiet_since = now;
+        return 0;
+    }
+    if (now - r->quiet_since < (int64_t)MCPGW_EVENTS_RECHECK_MS * 1000000)
+        return 0;
+    r->quiet_since = now;
+    r->c.quiet = false;
+    rc = r_try(r, e);
+    if (rc > 0 && !r->missed_logged) {
+        r->missed_logged = true;
+        mcpgw_log_warn(comp, "a reader of '%s' found event %s without a wake-up: "
+                       "reading on a %d ms timer", r->f->dir, e->id, MCPGW_EVENTS_RECHECK_MS);
+    }
+    if (rc > 0)
+        r->quiet_since = 0;
+    return rc;
+}
+
 int mcpgw__evfile_read(struct mcpgw__evfile_reader *r, struct mcpgw_event *e, int timeout_ms)
 {
     int64_t deadline = timeout_ms > 0 ? mono_ns() + (int64_t)timeout_ms * 1000000 : 0;
@@ -1819,18 +1848,23 @@ int mcpgw__evfile_read(struct mcpgw__evfile_reader *r, struct mcpgw_event *e, in
     int rc;
 
     for (;;) {
-        if ((rc = r_try(r, e)) != 0)
+        if ((rc = r_try(r, e)) != 0) {
+            r->quiet_since = 0;
             return rc;
+        }
         /* Drain, then look again, so an append after the look still
          * wakes the poll below.  A wake-up means the files may have grown:
          * read past what was the end. */
         __atomic_store_n(&r->poked, 0, __ATOMIC_SEQ_CST);
         if (read(r->efd, &junk, sizeof(junk)) > 0) {
             r->c.quiet = false;
+            r->quiet_since = 0;
             if ((rc = r_try(r, e)) != 0)
                 return rc;
         } else if (errno != EAGAIN && errno != EINTR) {
             return -errno;
+        } else if (r->c.quiet && (rc = r_recheck(r, e)) != 0) {
+            return rc;
         }
         if (timeout_ms == 0)
             return 0;
@@ -1845,6 +1879,8 @@ int mcpgw__evfile_read(struct mcpgw__evfile_reader *r, struct mcpgw_event *e, in
                     return 0;
                 wait = (int)((left + 999999) / 1000000);
             }
+            if (wait < 0 || wait > MCPGW_EVENTS_RECHECK_MS)
+                wait = MCPGW_EVENTS_RECHECK_MS;     /* r_recheck's turn */
             if (poll(&p, 1, wait) < 0 && errno != EINTR)
                 return -errno;
         }

@@ -228,6 +228,10 @@
  * held for microseconds: this bound is met only by a holder that is
  * stopped, or starved of CPU on an overloaded machine. */
 #define MCPGW_EVENTS_PUBLISH_WAIT     200
+/* An embedded-store reader that has seen the end looks at its file again
+ * after this long even without a wake-up (inotify), so a wake-up lost for
+ * any reason delays events by at most this, never until the next one. */
+#define MCPGW_EVENTS_RECHECK_MS       1000
 /* Most bytes of records one append writes with one pwrite (more records
  * go out in further writes under the same lock). */
 #define MCPGW_EVENTS_WRITE_BATCH      (256u * 1024)

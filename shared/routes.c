@@ -1503,6 +1503,9 @@ static int route_events(struct req *r)
             pfd[np++] = (struct pollfd){ .fd = rfd, .events = POLLIN };
         else if (wait > EVENTS_POLL_SLICE_MS)
             wait = EVENTS_POLL_SLICE_MS;
+        /* The store reads on a timer too, should a wake-up be lost. */
+        if (rfd >= 0 && wait > MCPGW_EVENTS_RECHECK_MS)
+            wait = MCPGW_EVENTS_RECHECK_MS;
         /* Without a store descriptor the store itself does the waiting. */
         got = poll(pfd, (nfds_t)np, rfd >= 0 ? (int)wait : 0);
         if (got < 0 && errno != EINTR)

@@ -18,6 +18,7 @@ static const char *backend_name = "file";
 #include "events_internal.h"
 
 #include <dirent.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <sys/file.h>
@@ -285,6 +286,57 @@ START_TEST(stuck_lock_costs_one_bounded_wait)
 }
 END_TEST
 
+/* Take the reader's wake-up away from it, as if inotify had lost it. */
+static void steal_wakeup(mcpgw_events_reader *r)
+{
+    struct pollfd p = { .fd = mcpgw_events_reader_fd(r), .events = POLLIN };
+    uint64_t junk;
+
+    ck_assert_int_eq(poll(&p, 1, 5000), 1);
+    ck_assert_int_eq(read(p.fd, &junk, sizeof(junk)), (ssize_t)sizeof(junk));
+}
+
+/* A lost wake-up delays an event by about MCPGW_EVENTS_RECHECK_MS, not
+ * until the next one: for a reader that waits in read() and for one that
+ * polls with read(..., 0) as the event-stream route does. */
+START_TEST(lost_wakeup_costs_one_recheck_interval)
+{
+    mcpgw_events *ev = ev_open("");
+    mcpgw_events_reader *r;
+    struct mcpgw_event e;
+    json_object *o;
+    int64_t t0;
+    int rc = 0;
+
+    ck_assert_int_eq(mcpgw_events_reader_open(ev, NULL, &r), 0);
+    pub(ev, "tool_progress", "A", 0, NULL);
+    must_read(r, &e, 5000);
+    ck_assert_int_eq(mcpgw_events_read(r, &e, 0), 0);      /* at the end now */
+
+    pub(ev, "tool_progress", "B", 1, NULL);
+    steal_wakeup(r);
+    ck_assert_int_eq(mcpgw_events_read(r, &e, 0), 0);      /* it does not know yet */
+    must_read(r, &e, 5 * MCPGW_EVENTS_RECHECK_MS);
+    o = event_json(&e);
+    ck_assert_str_eq(jstr(o, "data", "src"), "B");
+    json_object_put(o);
+
+    ck_assert_int_eq(mcpgw_events_read(r, &e, 0), 0);
+    pub(ev, "tool_progress", "C", 2, NULL);
+    steal_wakeup(r);
+    t0 = now_ms();
+    while (now_ms() - t0 < 5 * MCPGW_EVENTS_RECHECK_MS &&
+           (rc = mcpgw_events_read(r, &e, 0)) == 0)
+        usleep(20000);
+    ck_assert_int_eq(rc, 1);
+    o = event_json(&e);
+    ck_assert_str_eq(jstr(o, "data", "src"), "C");
+    json_object_put(o);
+    mcpgw_events_reader_close(r);
+    mcpgw_events_close(ev);
+}
+END_TEST
+
 START_TEST(store_outlives_every_handle)
 {
     char ids[3][MCPGW_EVENT_ID_MAX + 1], id[MCPGW_EVENT_ID_MAX + 1];
@@ -498,6 +550,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, sealed_segment_without_a_successor_is_continued);
     tcase_add_test(tc, stuck_lock_costs_one_bounded_wait);
     tcase_add_test(tc, store_outlives_every_handle);
+    tcase_add_test(tc, lost_wakeup_costs_one_recheck_interval);
     tcase_add_test(tc, retention_by_bytes_keeps_the_store_under_its_size);
     tcase_add_test(tc, retention_by_age_drops_old_segments);
     tcase_add_test(tc, one_append_across_many_rotations_keeps_retention);

@@ -432,6 +432,10 @@ await t(`${STREAMS} concurrent streams and REST load at once; every stream gets 
     for (const s of streams) s.close();
     throw e;
   }
+  // The store's timer caught a lost wake-up: not a failure (nothing was
+  // lost), but a defect to chase, so say it.
+  const missed = logCount(/without a wake-up/);
+  if (missed) console.log(`#   note: ${missed} stream(s) read events on the store's timer, not a wake-up`);
   const first = streams[0].of('tool_result').map((e) => e.id).join(',');
   for (const s of streams) {
     eq(s.of('tool_result').length, 100, 'events per stream');
