@@ -29,7 +29,8 @@ int mcpgw__buf_add_grow(struct mcpgw_buf *b, const void *p, size_t n);
 static inline int mcpgw_buf_add(struct mcpgw_buf *b, const void *p, size_t n)
 {
     if (n < b->cap - b->len) {
-        memcpy(b->ptr + b->len, p, n);
+        if (n)                  /* p may be NULL then */
+            memcpy(b->ptr + b->len, p, n);
         b->len += n;
         b->ptr[b->len] = '\0';
         return 0;

@@ -36,6 +36,7 @@ START_TEST(appends_that_fit_keep_the_ceiling)
             ck_assert_int_eq(mcpgw_buf_addc(&b, (char)('a' + i % 26)), 0);
         ck_assert_int_eq(mcpgw_buf_addc(&b, 'x'), MCPGW_ETOOBIG);
         ck_assert_int_eq(mcpgw_buf_add(&b, "", 0), 0);
+        ck_assert_int_eq(mcpgw_buf_add(&b, NULL, 0), 0);   /* UBSan: no memcpy of NULL */
         ck_assert_uint_eq(b.len, max);
         ck_assert_uint_le(b.cap, max + 1);
         ck_assert_int_eq(b.ptr[max], 0);
