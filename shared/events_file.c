@@ -1825,7 +1825,7 @@ static int r_try(struct mcpgw__evfile_reader *r, struct mcpgw_event *e)
  * said once per reader. */
 static int r_recheck(struct mcpgw__evfile_reader *r, struct mcpgw_event *e)
 {
-    int64_t now = mono_ns();
+    int64_t now = mono_ns(), waited;
     int rc;
 
     if (!r->quiet_since) {
@@ -1837,15 +1837,16 @@ static int r_recheck(struct mcpgw__evfile_reader *r, struct mcpgw_event *e)
     r->quiet_since = now;
     r->c.quiet = false;
     rc = r_try(r, e);
-    if (rc > 0 && !r->missed_logged &&
-        mcpgw__events_now_ms() - r->last_ts >= MCPGW_EVENTS_RECHECK_MS / 2) {
+    if (rc <= 0)
+        return rc;
+    r->quiet_since = 0;
+    waited = mcpgw__events_now_ms() - r->last_ts;
+    if (!r->missed_logged && waited >= MCPGW_EVENTS_RECHECK_MS / 2) {
         r->missed_logged = true;
         mcpgw_log_warn(comp, "a reader of '%s' found event %s, stored %" PRId64 " ms ago, "
                        "without a wake-up: reading on a %d ms timer", r->f->dir, e->id,
-                       mcpgw__events_now_ms() - r->last_ts, MCPGW_EVENTS_RECHECK_MS);
+                       waited, MCPGW_EVENTS_RECHECK_MS);
     }
-    if (rc > 0)
-        r->quiet_since = 0;
     return rc;
 }
 

@@ -287,12 +287,24 @@ struct mcpgw_events_batch {
     size_t n, cap;
 };
 
+static void batch_init(mcpgw_events_batch *b)
+{
+    memset(b, 0, sizeof(*b));
+    mcpgw_buf_init(&b->text, SIZE_MAX / 2);
+}
+
+static void batch_release(mcpgw_events_batch *b)
+{
+    mcpgw_buf_release(&b->text);
+    free(b->v);
+}
+
 mcpgw_events_batch *mcpgw_events_batch_new(void)
 {
-    mcpgw_events_batch *b = calloc(1, sizeof(*b));
+    mcpgw_events_batch *b = malloc(sizeof(*b));
 
     if (b)
-        mcpgw_buf_init(&b->text, SIZE_MAX / 2);
+        batch_init(b);
     return b;
 }
 
@@ -300,8 +312,7 @@ void mcpgw_events_batch_free(mcpgw_events_batch *b)
 {
     if (!b)
         return;
-    mcpgw_buf_release(&b->text);
-    free(b->v);
+    batch_release(b);
     free(b);
 }
 
@@ -318,7 +329,7 @@ size_t mcpgw_events_batch_bytes(const mcpgw_events_batch *b)
 static struct ent *batch_slot(mcpgw_events_batch *b)
 {
     if (b->n == b->cap) {
-        size_t ncap = b->cap ? b->cap * 2 : 64;
+        size_t ncap = b->cap ? b->cap * 2 : 8;
         struct ent *nv = realloc(b->v, ncap * sizeof(*nv));
 
         if (!nv)
@@ -430,17 +441,13 @@ void mcpgw_events_batch_store(mcpgw_events *ev, mcpgw_events_batch *b)
 void mcpgw_events_hub_observe_many(mcpgw_events *ev, const struct mcpgw_hub_event *const *h,
                                    size_t n)
 {
-    mcpgw_events_batch *b = mcpgw_events_batch_new();
+    mcpgw_events_batch b;
 
-    if (!b) {
-        for (size_t i = 0; i < n; i++)
-            mcpgw__events_drop(ev, "tool_call", -ENOMEM);
-        return;
-    }
+    batch_init(&b);
     for (size_t i = 0; i < n; i++)
-        mcpgw_events_batch_add_hub(ev, b, h[i]);
-    mcpgw_events_batch_store(ev, b);
-    mcpgw_events_batch_free(b);
+        mcpgw_events_batch_add_hub(ev, &b, h[i]);
+    mcpgw_events_batch_store(ev, &b);
+    batch_release(&b);
 }
 
 void mcpgw_events_hub_observer(void *ud, const struct mcpgw_hub_event *h)

@@ -30,7 +30,6 @@ struct wsd_publisher {
     pthread_cond_t cond;
     mcpgw_events_batch *fill;   /* the loop adds here, under mu */
     mcpgw_events_batch *spare;  /* the thread stores from here, without mu */
-    size_t fill_bytes;          /* text in fill, for MCPGW_WS_EVENT_QUEUE_BYTES */
     bool stop, waiting;         /* waiting: the thread sleeps on cond */
     unsigned long long dropped, drops_unlogged;
     int64_t drop_logged_at;
@@ -53,7 +52,6 @@ static void *run(void *arg)
         b = p->fill;
         p->fill = p->spare;
         p->spare = b;
-        p->fill_bytes = 0;
         stop = p->stop;
         pthread_mutex_unlock(&p->mu);
         mcpgw_events_batch_store(p->ev, b);
@@ -126,7 +124,7 @@ static bool add_begin(struct wsd_publisher *p)
 
     pthread_mutex_lock(&p->mu);
     if (mcpgw_events_batch_count(p->fill) < MCPGW_WS_EVENT_QUEUE_MAX &&
-        p->fill_bytes < MCPGW_WS_EVENT_QUEUE_BYTES && !p->stop)
+        mcpgw_events_batch_bytes(p->fill) < MCPGW_WS_EVENT_QUEUE_BYTES && !p->stop)
         return true;
     p->dropped++;
     p->drops_unlogged++;
@@ -173,7 +171,6 @@ void wsd_publisher_observer(void *ud, const struct mcpgw_hub_event *h)
     if (!add_begin(p))
         return;
     mcpgw_events_batch_add_hub(p->ev, p->fill, h);
-    p->fill_bytes = mcpgw_events_batch_bytes(p->fill);
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -190,7 +187,6 @@ void wsd_publisher_client(struct wsd_publisher *p, const char *client_id, const 
         json_object_object_add(o, "tokenName", json_object_new_string(token_name));
     if (add_begin(p)) {
         mcpgw_events_batch_add(p->ev, p->fill, "client", o);
-        p->fill_bytes = mcpgw_events_batch_bytes(p->fill);
         pthread_mutex_unlock(&p->mu);
     }
     json_object_put(o);
