@@ -54,6 +54,7 @@
 #include <fcgiapp.h>
 
 #include "adapter.h"
+#include "codec.h"
 #include "conf.h"
 #include "err.h"
 #include "events.h"
@@ -462,6 +463,7 @@ static void *worker_main(void *arg)
     FCGX_Request *rq = NULL;
     bool kept = false;
 
+    mcpgw_codec_thread_init();
     while (!stopping(s)) {
         if (!rq) {
             rq = malloc(sizeof(*rq));

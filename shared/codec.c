@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <locale.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -515,6 +516,23 @@ static const struct {
     { "list_servers", MCPGW_MSG_LIST_SERVERS, false, false },
     { "list_tools", MCPGW_MSG_LIST_TOOLS, true, true },
 };
+
+static locale_t c_locale;
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+
+static void c_locale_make(void)
+{
+    /* glibc returns its static C locale object (never freed); one per
+     * process keeps other libcs from allocating per thread. */
+    c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+}
+
+void mcpgw_codec_thread_init(void)
+{
+    pthread_once(&c_locale_once, c_locale_make);
+    if (c_locale)
+        uselocale(c_locale);
+}
 
 /* This thread's tokener for a depth.  json_tokener_new_ex() callocs a
  * frame per level of depth, which costs more than parsing a small message;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "err.h"
 #include "hub_internal.h"
 
@@ -20,6 +21,7 @@ static void *loop_main(void *arg)
 {
     mcpgw_hub *hub = arg;
 
+    mcpgw_codec_thread_init(); /* every MCP server's answers are parsed here */
     while (!hub->thread_quit)
         mcpgw_hub_run(hub, -1);
     /* Children die with the thread that spawned them (PR_SET_PDEATHSIG):

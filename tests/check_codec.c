@@ -3,7 +3,9 @@
 #include <check.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <locale.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1560,6 +1562,58 @@ START_TEST(parse_object_is_as_strict_as_decode)
 }
 END_TEST
 
+/* In a fresh thread, as a worker would call it: the thread switches to the
+ * one C locale object, twice gives the same object (nothing allocated per
+ * call), numbers still parse, and on glibc copying that locale (what
+ * json-c does around every parse) is free: the same object comes back. */
+static void *thread_init_body(void *arg)
+{
+    const char *s = "{\"a\":1.5e3,\"b\":-0.25}";
+    json_object *o = NULL, *v;
+    locale_t first;
+    char text[16];
+    int *ok = arg;
+
+    if (uselocale((locale_t)0) != LC_GLOBAL_LOCALE)
+        return NULL;
+    mcpgw_codec_thread_init();
+    first = uselocale((locale_t)0);
+    if (first == LC_GLOBAL_LOCALE)
+        return NULL;
+    mcpgw_codec_thread_init();
+    if (uselocale((locale_t)0) != first)
+        return NULL;
+#ifdef __GLIBC__
+    {
+        locale_t dup = duplocale(first);
+
+        if (dup != first)
+            return NULL;
+        freelocale(dup);
+    }
+#endif
+    if (mcpgw_codec_parse_object(s, strlen(s), NULL, &o, NULL) != 0)
+        return NULL;
+    if (json_object_object_get_ex(o, "a", &v) && json_object_get_double(v) == 1500.0 &&
+        json_object_object_get_ex(o, "b", &v) && json_object_get_double(v) == -0.25) {
+        snprintf(text, sizeof(text), "%.2f", 0.25);
+        *ok = strcmp(text, "0.25") == 0;
+    }
+    json_object_put(o);
+    return NULL;
+}
+
+START_TEST(thread_init_uses_the_c_locale_object)
+{
+    pthread_t t;
+    int ok = 0;
+
+    ck_assert_int_eq(pthread_create(&t, NULL, thread_init_body, &ok), 0);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_eq(ok, 1);
+}
+END_TEST
+
 START_TEST(now_ms_is_wall_clock_milliseconds)
 {
     int64_t a = (int64_t)time(NULL) * 1000, n = mcpgw_now_ms(), b = (int64_t)time(NULL) * 1000;
@@ -1630,6 +1684,7 @@ static Suite *codec_suite(void)
     tcase_add_test(tc, code_valid_is_the_closed_list);
     tcase_add_test(tc, parse_object_is_as_strict_as_decode);
     tcase_add_test(tc, now_ms_is_wall_clock_milliseconds);
+    tcase_add_test(tc, thread_init_uses_the_c_locale_object);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;

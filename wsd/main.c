@@ -708,6 +708,7 @@ int main(int argc, char **argv)
     struct rlimit rl;
     sigset_t sigs;
 
+    mcpgw_codec_thread_init(); /* the loop runs on this thread */
     while ((c = getopt_long(argc, argv, "c:l:fp:hV", longopts, NULL)) != -1) {
         switch (c) {
         case 'c': config = optarg; break;

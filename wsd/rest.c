@@ -366,6 +366,7 @@ static void *rest_main(void *arg)
 {
     struct wsd_rest *r = arg;
 
+    mcpgw_codec_thread_init();
     for (;;) {
         struct job *q;
 
