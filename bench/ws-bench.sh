@@ -15,7 +15,9 @@
 #     alternate direct, WebSocket, direct, ... so drift hits both; medians;
 #     also each side with the other's request upstream (progressToken or
 #     not), since Node servers spend measurably more on a call that asks
-#     for progress;
+#     for progress; and direct through bench/relay, a process that copies
+#     bytes between two pipes and parses nothing: the ceiling for any
+#     process in the path on this machine;
 #  3. the same to the C echo server (bench/echo_mcp): calls/s and p99;
 #  4. N authenticated idle connections held while the daemon pings them
 #     (pingIntervalMs 10000): how many stayed, the daemon's RSS, bytes per
@@ -42,6 +44,7 @@ done
 WSD=$top_builddir/wsd/mcpgw-wsd
 BENCH=$top_builddir/bench/bench_ws
 ECHO=$top_builddir/bench/echo_mcp
+RELAY=$top_builddir/bench/relay
 EVERYTHING=${MCPGW_NODE_MODULES:-$top_srcdir/node_modules}/@modelcontextprotocol/server-everything/dist/index.js
 T=$(mktemp -d "${TMPDIR:-/tmp}/ws-bench.XXXXXX")
 pid=
@@ -109,8 +112,9 @@ echo "2. server-everything echo, 64 in flight, ${seconds} s runs x $repeat (medi
 # Four kinds of run, alternating: a bare tools/call straight to the
 # server (the bar's baseline); the same with _meta.progressToken, which is
 # what the gateway sends for a WebSocket call by default; and through wsd
-# with the default call and with "progress": false (a bare call upstream).
-: > "$T/direct"; : > "$T/directp"; : > "$T/ws"; : > "$T/wsnp"
+# with the default call and with "progress": false (a bare call upstream);
+# and the bare call through a relay that only copies bytes.
+: > "$T/direct"; : > "$T/directp"; : > "$T/ws"; : > "$T/wsnp"; : > "$T/relay"
 for i in $(seq "$repeat"); do
     "$BENCH" direct --seconds "$seconds" --inflight 64 -- node "$EVERYTHING" stdio 2>/dev/null |
         tee -a "$T/direct.log" | awk -F'\t' '$1=="direct" {print $2}' >> "$T/direct"
@@ -120,6 +124,8 @@ for i in $(seq "$repeat"); do
         stdio 2>/dev/null | awk -F'\t' '$1=="direct" {print $2}' >> "$T/directp"
     "$BENCH" calls --progress off --port "$port" --token "$token" --server everything \
         --seconds "$seconds" --inflight 64 | awk -F'\t' '$1=="calls" {print $2}' >> "$T/wsnp"
+    "$BENCH" direct --seconds "$seconds" --inflight 64 -- "$RELAY" node "$EVERYTHING" stdio \
+        2>/dev/null | awk -F'\t' '$1=="direct" {print $2}' >> "$T/relay"
 done
 grep -hv '^direct	\|^calls	' "$T/direct.log" "$T/ws.log" | sed 's/^/   /'
 d=$(median < "$T/direct"); w=$(median < "$T/ws")
@@ -130,6 +136,9 @@ echo "   direct stdio $d calls/s ($(spread < "$T/direct")), through wsd $w calls
 echo "   same request upstream: direct with progressToken $dp vs wsd $w calls/s:" \
      "$(awk -v w="$w" -v d="$dp" 'BEGIN {printf "%.2f", w / d}');" \
      "\"progress\": false through wsd $wn vs direct $d: $(awk -v w="$wn" -v d="$d" 'BEGIN {printf "%.2f", w / d}')"
+r=$(median < "$T/relay")
+echo "   a byte relay in the path (no parsing): $r calls/s ($(spread < "$T/relay")):" \
+     "$(awk -v r="$r" -v d="$d" 'BEGIN {printf "%.2f", r / d}') of direct, the ceiling for any process in between"
 
 echo "3. C echo server, 64 in flight, ${seconds} s runs x $repeat (median):"
 : > "$T/echo"
