@@ -65,7 +65,14 @@ struct scan {
     size_t len, pos;
     int max_depth;
     bool big_number;    /* a number json-c may have made infinite: check the tree */
+    bool escaped;       /* a string has a backslash escape (scan_string sets it) */
+    bool line_sep;      /* a string holds U+2028 or U+2029 unescaped */
     const char *why;    /* on failure: the reason, with pos at the fault */
+    /* mcpgw_codec_scan_members: the top-level members to find */
+    const char *const *keys;
+    size_t nkeys;
+    struct mcpgw_codec_span *spans;
+    bool key_escaped;   /* a top-level key was written with an escape */
 };
 
 static bool is_ws(unsigned char c)
@@ -170,10 +177,13 @@ static int scan_string(struct scan *sc, bool key)
 
             if (!n)
                 return scan_fail(sc, "invalid UTF-8");
+            if (n == 3 && s[i] == 0xe2 && s[i + 1] == 0x80 && (s[i + 2] & 0xfe) == 0xa8)
+                sc->line_sep = true;
             i += n;
             continue;
         }
         /* a backslash */
+        sc->escaped = true;
         if (i + 1 >= len)
             return scan_fail(sc, "unexpected end of message");
         switch (s[i + 1]) {
@@ -307,6 +317,7 @@ static int scan_json(struct scan *sc)
 {
     char stack[MCPGW_JSON_DEPTH_MAX];
     int depth = 0;
+    size_t member = SIZE_MAX;   /* the top-level member being read, if wanted */
     unsigned char c;
 
     skip_ws(sc);
@@ -316,6 +327,8 @@ static int scan_json(struct scan *sc)
 value:
     if (sc->pos >= sc->len)
         return scan_fail(sc, "unexpected end of message");
+    if (member != SIZE_MAX && depth == 1)
+        sc->spans[member].off = sc->pos;
     c = sc->s[sc->pos];
     if (c == '{' || c == '[') {
         if (depth >= sc->max_depth)
@@ -352,6 +365,10 @@ value:
     }
 
 after:
+    if (member != SIZE_MAX && depth == 1) {
+        sc->spans[member].len = sc->pos - sc->spans[member].off;
+        member = SIZE_MAX;
+    }
     if (depth == 0) {
         skip_ws(sc);
         if (sc->pos < sc->len)
@@ -381,8 +398,23 @@ key:
         return scan_fail(sc, "unexpected end of message");
     if (sc->s[sc->pos] != '"')
         return scan_fail(sc, sc->s[sc->pos] == 0 ? "NUL byte" : "unexpected character");
-    if (scan_string(sc, true) < 0)
+    if (depth == 1 && sc->nkeys) {
+        size_t start = sc->pos + 1;
+        bool escaped = sc->escaped;
+
+        sc->escaped = false;
+        if (scan_string(sc, true) < 0)
+            return -1;
+        if (sc->escaped)
+            sc->key_escaped = true;
+        sc->escaped |= escaped;
+        for (size_t k = 0; k < sc->nkeys; k++)
+            if (strlen(sc->keys[k]) == sc->pos - 1 - start &&
+                memcmp(sc->keys[k], sc->s + start, sc->pos - 1 - start) == 0)
+                member = k;
+    } else if (scan_string(sc, true) < 0) {
         return -1;
+    }
     skip_ws(sc);
     if (sc->pos >= sc->len)
         return scan_fail(sc, "unexpected end of message");
@@ -673,6 +705,36 @@ int mcpgw_codec_parse_object(const char *buf, size_t len, const struct mcpgw_cod
     }
     *out = root;
     return 0;
+}
+
+int mcpgw_codec_scan_members(const char *buf, size_t len, int max_depth,
+                             const char *const *keys, size_t nkeys,
+                             struct mcpgw_codec_span *spans)
+{
+    struct scan sc = { 0 };
+    size_t i;
+
+    if (!buf || (nkeys && (!keys || !spans)))
+        return -EINVAL;
+    for (i = 0; i < nkeys; i++)
+        spans[i].off = spans[i].len = 0;
+    if (max_depth > MCPGW_JSON_DEPTH_MAX)
+        max_depth = MCPGW_JSON_DEPTH_MAX;
+    if (max_depth < 1)
+        max_depth = 1;
+    for (i = 0; i < len && is_ws((unsigned char)buf[i]); i++)
+        ;
+    if (i >= len || buf[i] != '{')
+        return MCPGW_EPARSE;
+    sc.s = (const unsigned char *)buf;
+    sc.len = len;
+    sc.max_depth = max_depth;
+    sc.keys = keys;
+    sc.nkeys = nkeys;
+    sc.spans = spans;
+    if (scan_json(&sc) < 0)
+        return MCPGW_EPARSE;
+    return sc.key_escaped || sc.big_number || sc.line_sep ? 1 : 0;
 }
 
 int mcpgw_codec_decode(const char *buf, size_t len, const struct mcpgw_codec_limits *lim,
@@ -1145,9 +1207,11 @@ fail:
     return rc;
 }
 
-int mcpgw_codec_tool_response(struct mcpgw_buf *out, const char *id_json, int64_t ts,
-                              bool success, json_object *result,
-                              const char *server_id, const char *tool_name)
+/* A tool_response with its result written by put_value (result) or
+ * copied (text, n bytes). */
+static int tool_response(struct mcpgw_buf *out, const char *id_json, int64_t ts, bool success,
+                         json_object *result, const char *text, size_t n,
+                         const char *server_id, const char *tool_name)
 {
     size_t mark = out->len;
     int rc;
@@ -1157,7 +1221,7 @@ int mcpgw_codec_tool_response(struct mcpgw_buf *out, const char *id_json, int64_
     TRY(put_head(out, "tool_response", id_json));
     TRY(success ? mcpgw_buf_add(out, MCPGW_STRLIT("{\"success\":true,\"result\":"))
                 : mcpgw_buf_add(out, MCPGW_STRLIT("{\"success\":false,\"result\":")));
-    TRY(put_value(out, result, 0));
+    TRY(text ? mcpgw_buf_add(out, text, n) : put_value(out, result, 0));
     TRY(put_str_field(out, MCPGW_STRLIT(",\"serverId\":"), server_id));
     TRY(put_str_field(out, MCPGW_STRLIT(",\"toolName\":"), tool_name));
     TRY(mcpgw_buf_addc(out, '}'));
@@ -1166,6 +1230,26 @@ int mcpgw_codec_tool_response(struct mcpgw_buf *out, const char *id_json, int64_
 fail:
     rollback(out, mark);
     return rc;
+}
+
+int mcpgw_codec_tool_response(struct mcpgw_buf *out, const char *id_json, int64_t ts,
+                              bool success, json_object *result,
+                              const char *server_id, const char *tool_name)
+{
+    return tool_response(out, id_json, ts, success, result, NULL, 0, server_id, tool_name);
+}
+
+int mcpgw_codec_tool_response_text(struct mcpgw_buf *out, const char *id_json, int64_t ts,
+                                   bool success, const char *result_json, size_t result_len,
+                                   const char *server_id, const char *tool_name)
+{
+    /* Cheap guard against a caller passing the wrong span; validity is the
+     * scan's, done once where the text came in. */
+    if (!result_json || result_len < 2 || result_json[0] != '{' ||
+        result_json[result_len - 1] != '}')
+        return -EINVAL;
+    return tool_response(out, id_json, ts, success, NULL, result_json, result_len, server_id,
+                         tool_name);
 }
 
 int mcpgw_codec_error(struct mcpgw_buf *out, const char *id_json, int64_t ts,

@@ -103,6 +103,27 @@ struct mcpgw_codec_error {
  * needs data.serverId. */
 int mcpgw_codec_decode(const char *buf, size_t len, const struct mcpgw_codec_limits *lim,
                        struct mcpgw_msg *msg, struct mcpgw_codec_error *err);
+
+/* Where a member's value lies in a JSON text: len 0 when absent. */
+struct mcpgw_codec_span {
+    size_t off, len;
+};
+
+/* The same strict scan as mcpgw_codec_parse_object (depth cap max_depth,
+ * no size cap: the caller has one), of buf as one JSON object, building
+ * nothing; spans[k] is where the value of its top-level member keys[k]
+ * lies (the last one when a key repeats, as a parse keeps it).  Returns:
+ *   0: valid; every span is a valid JSON value that can be copied out as
+ *      it stands: no U+2028/U+2029 unescaped (mcpgw_buf_add_json_str
+ *      escapes them), no number out of a double's range;
+ *   1: valid, but not so: a top-level key written with an escape (it may
+ *      name one of keys without matching it byte for byte), or either of
+ *      the above: parse it instead;
+ *   MCPGW_EPARSE: not valid, or not an object; -EINVAL. */
+int mcpgw_codec_scan_members(const char *buf, size_t len, int max_depth,
+                             const char *const *keys, size_t nkeys,
+                             struct mcpgw_codec_span *spans);
+
 /* The same strict parse, for any JSON object body (REST requests): size
  * first, then a strict RFC 8259 scan, the depth cap, UTF-8 validation, no
  * trailing data, no NaN, numbers in range.  0 and *out a new object (the
@@ -129,6 +150,12 @@ int mcpgw_codec_tool_progress(struct mcpgw_buf *out, const char *id_json, int64_
 int mcpgw_codec_tool_response(struct mcpgw_buf *out, const char *id_json, int64_t ts,
                               bool success, json_object *result,
                               const char *server_id, const char *tool_name);
+/* The same with the result as JSON text copied as it stands: only a span
+ * for which mcpgw_codec_scan_members() returned 0 (-EINVAL if it is not an
+ * object). */
+int mcpgw_codec_tool_response_text(struct mcpgw_buf *out, const char *id_json, int64_t ts,
+                                   bool success, const char *result_json, size_t result_len,
+                                   const char *server_id, const char *tool_name);
 int mcpgw_codec_error(struct mcpgw_buf *out, const char *id_json, int64_t ts,
                       const char *code, const char *message);
 /* Generic: {"type":type,"id":…,"data":data,"timestamp":ts}. */

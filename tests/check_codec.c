@@ -1614,6 +1614,101 @@ START_TEST(thread_init_uses_the_c_locale_object)
 }
 END_TEST
 
+static const char *span_text(const char *buf, const struct mcpgw_codec_span *sp, char *dst,
+                             size_t n)
+{
+    ck_assert_uint_lt(sp->len, n);
+    memcpy(dst, buf + sp->off, sp->len);
+    dst[sp->len] = '\0';
+    return dst;
+}
+
+START_TEST(scan_members_finds_top_level_values_without_a_tree)
+{
+    static const char *const keys[] = { "id", "result", "error", "x" };
+    const char *s = " {\"result\": {\"id\":7,\"error\":[1,{\"x\":2}]} ,\"id\":12,"
+                    "\"note\":\"\\\"id\\\"\",\"x\":[ ],\"x\":\"last\"} ";
+    struct mcpgw_codec_span sp[4];
+    char t[128];
+
+    ck_assert_int_eq(mcpgw_codec_scan_members(s, strlen(s), 8, keys, 4, sp), 0);
+    ck_assert_str_eq(span_text(s, &sp[0], t, sizeof(t)), "12");
+    ck_assert_str_eq(span_text(s, &sp[1], t, sizeof(t)), "{\"id\":7,\"error\":[1,{\"x\":2}]}");
+    ck_assert_uint_eq(sp[2].len, 0);        /* only nested: not a top-level member */
+    ck_assert_str_eq(span_text(s, &sp[3], t, sizeof(t)), "\"last\"");
+    /* Empty containers and scalars of every kind as values. */
+    s = "{\"id\":{},\"result\":[],\"error\":null,\"x\":-1.5e3}";
+    ck_assert_int_eq(mcpgw_codec_scan_members(s, strlen(s), 8, keys, 4, sp), 0);
+    ck_assert_str_eq(span_text(s, &sp[0], t, sizeof(t)), "{}");
+    ck_assert_str_eq(span_text(s, &sp[1], t, sizeof(t)), "[]");
+    ck_assert_str_eq(span_text(s, &sp[2], t, sizeof(t)), "null");
+    ck_assert_str_eq(span_text(s, &sp[3], t, sizeof(t)), "-1.5e3");
+    ck_assert_int_eq(mcpgw_codec_scan_members("{}", 2, 8, keys, 4, sp), 0);
+    ck_assert_uint_eq(sp[0].len + sp[1].len + sp[2].len + sp[3].len, 0);
+}
+END_TEST
+
+START_TEST(scan_members_says_when_to_parse_instead)
+{
+    static const char *const keys[] = { "id" };
+    struct mcpgw_codec_span sp[1];
+    const char *plain[] = {
+        "{\"a\":\"esc\\u0041ped value\",\"id\":1}",     /* escapes in values are fine */
+        "{\"a\":\"caf\xc3\xa9\",\"id\":1}",
+    };
+    const char *parse[] = {
+        "{\"\\u0069d\":1}",                             /* the key is "id" */
+        "{\"id\":1,\"a\\n\":2}",                        /* any escaped top-level key */
+        "{\"id\":1,\"a\":\"x\xe2\x80\xa8y\"}",          /* U+2028 */
+        "{\"id\":1,\"a\":\"x\xe2\x80\xa9y\"}",          /* U+2029 */
+        "{\"id\":1e400}",                               /* not a double */
+    };
+    const char *invalid[] = {
+        "", "   ", "[1]", "\"id\"", "{\"id\":1", "{\"id\":1}x", "{\"id\":01}",
+        "{\"id\":1,}", "{'id':1}", "{\"id\":\"\xff\"}", "{\"id\":\"\\ud800\"}",
+        "{\"id\":[[[[[[[[[1]]]]]]]]]}",                 /* deeper than 8 */
+    };
+
+    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+        ck_assert_msg(mcpgw_codec_scan_members(plain[i], strlen(plain[i]), 8, keys, 1, sp) == 0,
+                      "%s", plain[i]);
+        ck_assert_uint_eq(sp[0].len, 1);
+    }
+    for (size_t i = 0; i < sizeof(parse) / sizeof(parse[0]); i++)
+        ck_assert_msg(mcpgw_codec_scan_members(parse[i], strlen(parse[i]), 8, keys, 1, sp) == 1,
+                      "%s", parse[i]);
+    for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++)
+        ck_assert_msg(mcpgw_codec_scan_members(invalid[i], strlen(invalid[i]), 8, keys, 1,
+                                               sp) == MCPGW_EPARSE, "%s", invalid[i]);
+    ck_assert_int_eq(mcpgw_codec_scan_members(NULL, 0, 8, keys, 1, sp), -EINVAL);
+}
+END_TEST
+
+START_TEST(tool_response_text_copies_the_result)
+{
+    struct mcpgw_buf b;
+    json_object *o, *v;
+    const char *r = "{\"content\":[ {\"type\":\"text\",\"text\":\"\\u00e9\"} ],\"isError\":true}";
+
+    mcpgw_buf_init(&b, 4096);
+    ck_assert_int_eq(mcpgw_codec_tool_response_text(&b, "\"c1\"", 5, false, r, strlen(r),
+                                                    "srv", "t"), 0);
+    ck_assert_ptr_nonnull(strstr(b.ptr, r));
+    o = json_tokener_parse(b.ptr);
+    ck_assert_ptr_nonnull(o);
+    ck_assert(json_object_object_get_ex(o, "data", &v));
+    ck_assert(json_object_object_get_ex(v, "success", &v) && !json_object_get_boolean(v));
+    json_object_put(o);
+    mcpgw_buf_reset(&b);
+    ck_assert_int_eq(mcpgw_codec_tool_response_text(&b, "\"c1\"", 5, true, "[1]", 3, "s", "t"),
+                     -EINVAL);
+    ck_assert_int_eq(mcpgw_codec_tool_response_text(&b, "\"c1\"", 5, true, "{", 1, "s", "t"),
+                     -EINVAL);
+    ck_assert_uint_eq(b.len, 0);
+    mcpgw_buf_release(&b);
+}
+END_TEST
+
 START_TEST(now_ms_is_wall_clock_milliseconds)
 {
     int64_t a = (int64_t)time(NULL) * 1000, n = mcpgw_now_ms(), b = (int64_t)time(NULL) * 1000;
@@ -1685,6 +1780,9 @@ static Suite *codec_suite(void)
     tcase_add_test(tc, parse_object_is_as_strict_as_decode);
     tcase_add_test(tc, now_ms_is_wall_clock_milliseconds);
     tcase_add_test(tc, thread_init_uses_the_c_locale_object);
+    tcase_add_test(tc, scan_members_finds_top_level_values_without_a_tree);
+    tcase_add_test(tc, scan_members_says_when_to_parse_instead);
+    tcase_add_test(tc, tool_response_text_copies_the_result);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;

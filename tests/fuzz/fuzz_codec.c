@@ -2,7 +2,8 @@
  *
  * Decoding must never crash or leak, must reject (not truncate) what it
  * cannot take, and an id it reports must itself be valid JSON.  What
- * decodes is fed to the encoders, whose output must parse again. */
+ * decodes is fed to the encoders, whose output must parse again.  The
+ * member scan agrees with the strict parse on what is valid. */
 #include "config.h"
 
 #include <assert.h>
@@ -33,7 +34,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct mcpgw_msg msg;
     struct mcpgw_buf out;
     char id[MCPGW_CODEC_ID_JSON_SIZE] = "";
+    static const char *const keys[] = { "type", "id", "data" };
+    struct mcpgw_codec_span sp[3];
+    json_object *tree = NULL;
+    int scan, parsed;
 
+    if (size <= lim.max_bytes) {
+        scan = mcpgw_codec_scan_members((const char *)data, size, lim.max_depth, keys, 3, sp);
+        parsed = mcpgw_codec_parse_object((const char *)data, size, &lim, &tree, NULL);
+        assert(scan != 0 || parsed == 0);       /* plain: the parse takes it */
+        assert(parsed != 0 || scan >= 0);       /* parsed: the scan took it */
+        for (size_t k = 0; scan == 0 && k < 3; k++)
+            assert((sp[k].len > 0) == json_object_object_get_ex(tree, keys[k], NULL));
+        json_object_put(tree);
+    }
     if (mcpgw_codec_decode((const char *)data, size, &lim, &msg, &err) < 0) {
         assert(err.code && mcpgw_codec_code_valid(err.code));
         if (err.id_json[0]) {
