@@ -176,6 +176,7 @@ void mcpgw__call_done(struct mcpgw_call *c, struct mcpgw_call_event *ev)
         s->slots[c->req_id & s->mask] = NULL;
     mcpgw__theap_del(&hub->timers, &c->timer);
     s->inflight--;
+    s->text_inflight -= c->result_text;
     ev->kind = MCPGW_CALL_DONE;
     ev->duration_ms = mcpgw__mono_ms() - c->started;
     if (hub->observer) {
@@ -827,6 +828,7 @@ int mcpgw_hub_call(mcpgw_hub *hub, const char *server, const char *tool, json_ob
     c->srv = s;
     c->call_id = ++hub->next_call_id;
     c->progress = opts->progress;
+    c->result_text = opts->result_text;
     c->cb = cb;
     c->ud = ud;
     c->started = mcpgw__mono_ms();
@@ -866,6 +868,7 @@ int mcpgw_hub_call(mcpgw_hub *hub, const char *server, const char *tool, json_ob
         s->q_tail = c;
     }
     s->inflight++;
+    s->text_inflight += c->result_text;
     timeout = opts->timeout_ms > 0 && opts->timeout_ms < s->conf->call_timeout_ms ?
               opts->timeout_ms : s->conf->call_timeout_ms;
     mcpgw__hub_timer_arm(hub, &c->timer, c->started + timeout);

@@ -213,7 +213,14 @@ struct mcpgw_call_event {
     /* DONE */
     int status;                 /* 0 or an MCPGW_E* code (see above) */
     json_object *result;        /* status 0: the CallToolResult, borrowed for
-                                 * the callback: json_object_get() to keep it */
+                                 * the callback: json_object_get() to keep it;
+                                 * NULL when result_json holds it instead */
+    const char *result_json;    /* status 0, a call with opts.result_text: the
+                                 * CallToolResult as the server wrote it, when
+                                 * mcpgw_codec_scan_members() found it valid and
+                                 * plain (else NULL and result is set); an object,
+                                 * result_len bytes, borrowed for the callback */
+    size_t result_len;
     bool is_error;              /* status 0: result.isError was true */
     int rpc_code;               /* status MCPGW_ERPC: JSON-RPC error code */
     const char *error;          /* status < 0: one line for a person, naming the
@@ -230,6 +237,9 @@ struct mcpgw_call_opts {
     const char *caller;         /* who (client id, token name), for logs; copied */
     const char *client_call_id; /* the caller's own id, for logs/events; copied */
     const char *transport;      /* "websocket", "rest", "cli", for events; copied */
+    bool result_text;           /* the answer may come as result_json: for a
+                                 * caller that only copies it out, this spares a
+                                 * json-c tree and its re-serialisation */
 };
 
 /* Call tool on server with arguments args (an object; borrowed: the hub

@@ -36,7 +36,7 @@ struct mcpgw_call {
     char *tool;
     char *args;                 /* serialised arguments, kept only while queued */
     size_t args_len;
-    bool progress;
+    bool progress, result_text;
     char *caller, *client_call_id, *transport;
     mcpgw_call_cb cb;
     void *ud;
@@ -60,6 +60,7 @@ struct srv {
     size_t mask;
     uint64_t next_id;           /* never reset: ids are never reused */
     unsigned inflight;          /* queued + sent */
+    unsigned text_inflight;     /* of those, calls with result_text */
     struct mcpgw_call *q_head, *q_tail;
     uint64_t init_id, list_id;  /* internal requests in flight, 0 if none */
     uint64_t ping_id;           /* liveness ping after a timeout, 0 if none */

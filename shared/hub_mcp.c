@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "err.h"
 #include "hub_internal.h"
 #include "jsonrpc.h"
@@ -356,10 +357,63 @@ static void handle_invalid(struct srv *s, struct mcpgw__rpc *m, const char *line
     }
 }
 
+/* The answer to a tools/call whose caller takes the result as text
+ * (opts.result_text), found without a json-c tree: the codec's strict scan
+ * checks the whole line and finds the members, and the result is handed on
+ * as the server wrote it.  false, with nothing done, for anything else or
+ * anything unusual (an escaped key, an "isError" that is not a boolean, ...):
+ * the full parse then handles the line as before. */
+static bool fast_call_result(struct srv *s, const char *line, size_t len)
+{
+    static const char *const top[] = { "jsonrpc", "id", "result", "error", "method" };
+    static const char *const inner[] = { "isError" };
+    struct mcpgw_codec_span sp[5], ie;
+    struct mcpgw_call_event ev = { 0 };
+    int depth = s->hub->conf->limits.max_json_depth - 1;
+    struct mcpgw_call *c;
+    const char *v, *result;
+    uint64_t id = 0;
+    size_t i;
+
+    if (mcpgw_codec_scan_members(line, len, depth, top, 5, sp) != 0)
+        return false;
+    if (sp[3].len || sp[4].len || !sp[2].len || sp[0].len != 5 ||
+        memcmp(line + sp[0].off, "\"2.0\"", 5) != 0)
+        return false;
+    /* The id: a plain integer of ours (no sign, fraction or exponent). */
+    v = line + sp[1].off;
+    if (sp[1].len < 1 || sp[1].len > 16)
+        return false;
+    for (i = 0; i < sp[1].len; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+        id = id * 10 + (uint64_t)(v[i] - '0');
+    }
+    if (id < 1 || id > MCPGW__RPC_ID_MAX || id == s->init_id || id == s->ping_id ||
+        id == s->list_id)
+        return false;
+    c = mcpgw__srv_slot_get(s, id);
+    result = line + sp[2].off;
+    if (!c || !c->result_text || result[0] != '{')
+        return false;
+    if (mcpgw_codec_scan_members(result, sp[2].len, depth - 1, inner, 1, &ie) != 0)
+        return false;
+    if (ie.len == 4 && memcmp(result + ie.off, "true", 4) == 0)
+        ev.is_error = true;
+    else if (ie.len && !(ie.len == 5 && memcmp(result + ie.off, "false", 5) == 0))
+        return false;
+    ev.result_json = result;
+    ev.result_len = sp[2].len;
+    mcpgw__call_done(c, &ev);
+    return true;
+}
+
 static void handle_line(struct srv *s, const char *line, size_t len)
 {
     struct mcpgw__rpc m;
 
+    if (s->text_inflight && fast_call_result(s, line, len))
+        return;
     if (mcpgw__rpc_parse(s->hub->tok, line, len, &m) < 0) {
         srv_garbage(s, "a line that is not JSON", line, len);
         return;

@@ -390,6 +390,107 @@ START_TEST(tool_errors_are_results_rpc_errors_are_errors)
 }
 END_TEST
 
+/* opts.result_text: a plain answer comes as the server's own bytes (no
+ * tree); anything a byte copy could get wrong comes as a parsed tree, the
+ * same as without the option. */
+struct text_result {
+    int done, status;
+    bool is_error, had_tree;
+    char text[256];             /* result_json as received, "" if none */
+};
+
+static void record_text(mcpgw_call *call, const struct mcpgw_call_event *ev, void *ud)
+{
+    struct text_result *r = ud;
+
+    (void)call;
+    if (ev->kind != MCPGW_CALL_DONE)
+        return;
+    r->done++;
+    r->status = ev->status;
+    r->is_error = ev->is_error;
+    r->had_tree = ev->result != NULL;
+    r->text[0] = '\0';
+    if (ev->result_json) {
+        ck_assert_ptr_null(ev->result);
+        ck_assert_uint_lt(ev->result_len, sizeof(r->text));
+        memcpy(r->text, ev->result_json, ev->result_len);
+        r->text[ev->result_len] = '\0';
+    }
+}
+
+static void text_call(mcpgw_hub *hub, const char *tool, const char *args, bool want_text,
+                      struct text_result *r)
+{
+    struct mcpgw_call_opts opts = { .result_text = want_text };
+    json_object *a = json_tokener_parse(args);
+
+    memset(r, 0, sizeof(*r));
+    ck_assert_int_eq(mcpgw_hub_call(hub, "fake", tool, a, &opts, record_text, r, NULL), 0);
+    json_object_put(a);
+    run_until(hub, &r->done, 1, 10000);
+    ck_assert_int_eq(r->done, 1);
+}
+
+/* raw: the fake pastes result into its answer as it stands. */
+static void raw_call(mcpgw_hub *hub, const char *result, struct text_result *r)
+{
+    json_object *a = json_object_new_object();
+
+    json_object_object_add(a, "result", json_object_new_string(result));
+    text_call(hub, "raw", json_object_to_json_string(a), true, r);
+    json_object_put(a);
+}
+
+START_TEST(result_text_is_the_servers_bytes_or_a_tree)
+{
+    mcpgw_hub *hub = hub_with("", "", "");
+    struct text_result r;
+
+    text_call(hub, "echo", "{\"message\":\"hi\"}", true, &r);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_str_eq(r.text, "{\"content\":[{\"type\":\"text\",\"text\":\"Echo: hi\"}]}");
+    ck_assert(!r.is_error);
+    /* Without the option: a tree, as always. */
+    text_call(hub, "echo", "{\"message\":\"hi\"}", false, &r);
+    ck_assert(r.had_tree);
+    ck_assert_str_eq(r.text, "");
+
+    /* Spacing kept byte for byte; isError read from the text. */
+    raw_call(hub, "{\"content\":[],\"isError\" : true }", &r);
+    ck_assert_str_eq(r.text, "{\"content\":[],\"isError\" : true }");
+    ck_assert(r.is_error);
+    raw_call(hub, "{\"content\":[{\"isError\":true}],\"isError\":false}", &r);
+    ck_assert_str_eq(r.text, "{\"content\":[{\"isError\":true}],\"isError\":false}");
+    ck_assert(!r.is_error);
+    /* A repeated key: the last one counts, as in a parse. */
+    raw_call(hub, "{\"isError\":true,\"content\":[],\"isError\":false}", &r);
+    ck_assert(r.text[0]);
+    ck_assert(!r.is_error);
+
+    /* The full parse instead: an escaped key (it is "isError"), an isError
+     * that is not a boolean, U+2028 unescaped (our encoder escapes it). */
+    raw_call(hub, "{\"content\":[],\"\\u0069sError\":true}", &r);
+    ck_assert(r.had_tree);
+    ck_assert_str_eq(r.text, "");
+    ck_assert(r.is_error);
+    raw_call(hub, "{\"content\":[],\"isError\":1}", &r);
+    ck_assert(r.had_tree);
+    ck_assert(r.is_error);
+    raw_call(hub, "{\"content\":[{\"type\":\"text\",\"text\":\"a\xe2\x80\xa8z\"}]}", &r);
+    ck_assert(r.had_tree);
+    ck_assert_int_eq(r.status, 0);
+    /* Not an object: the parse's verdict, as before. */
+    raw_call(hub, "[1,2]", &r);
+    ck_assert_int_eq(r.status, MCPGW_EPROTO);
+    ck_assert_str_eq(r.text, "");
+
+    /* Every call was counted out again: the fast path is off when idle. */
+    ck_assert_uint_eq(mcpgw__hub_find_srv(hub, "fake")->text_inflight, 0);
+    mcpgw_hub_free(hub);
+}
+END_TEST
+
 /* One garbage line is logged and tolerated; three in the window restart. */
 START_TEST(garbage_is_tolerated_then_restarts)
 {
@@ -1763,6 +1864,7 @@ int main(void)
     tcase_add_test(tc, unknown_server_and_tool);
     tcase_add_test(tc, config_allow_list_hides_tools);
     tcase_add_test(tc, tool_errors_are_results_rpc_errors_are_errors);
+    tcase_add_test(tc, result_text_is_the_servers_bytes_or_a_tree);
     tcase_add_test(tc, garbage_is_tolerated_then_restarts);
     tcase_add_test(tc, oversized_answer_fails_only_its_call);
     tcase_add_test(tc, ten_mib_answer_within_a_raised_limit);

@@ -50,6 +50,9 @@
  *   unknownid                first a response with id 999999999 (never sent by
  *                            anyone), then the real answer
  *   badresponse             {"jsonrpc":"2.0","id":<id>}: neither result nor error
+ *   raw {result}             answers {"result":<result>,"jsonrpc":"2.0","id":<id>} with
+ *                            the string result pasted in as it stands (bytes the
+ *                            gateway must copy or parse exactly)
  *   env                      text: the environment, one NAME=value per line
  *   fds                      text: open fd numbers, ascending, space separated
  *   ask {method, params?}    sends a server->client request (ids count from 0,
@@ -542,6 +545,26 @@ TOOL(tool_error)
                msg ? msg : "fake failure");
 }
 
+TOOL(tool_raw)
+{
+    size_t len;
+    const char *result = arg_str(args, "result", &len);
+    char idbuf[32];
+    struct iovec iov[5];
+    if (!result) {
+        send_result(id, text_result("raw needs a string 'result'", true));
+        return;
+    }
+    snprintf(idbuf, sizeof(idbuf), "%" PRId64, json_object_get_int64(id));
+    static const char head[] = "{\"result\":", mid[] = ",\"jsonrpc\":\"2.0\",\"id\":";
+    iov[0] = (struct iovec){ (void *)head, sizeof(head) - 1 };
+    iov[1] = (struct iovec){ (void *)result, len };
+    iov[2] = (struct iovec){ (void *)mid, sizeof(mid) - 1 };
+    iov[3] = (struct iovec){ idbuf, strlen(idbuf) };
+    iov[4] = (struct iovec){ (void *)"}\n", 2 };
+    write_all(1, iov, 5);
+}
+
 TOOL(tool_iserror)
 {
     send_result(id, text_result("tool failed", true));
@@ -667,6 +690,7 @@ static const struct tool {
     { "stderr", "Writes bytes (or lines) to stderr, then answers", SCHEMA(NUM("bytes") "," NUM("lines") "," NUM("lineLength"), ""), tool_stderr, false },
     { "error", "Answers with a JSON-RPC error", SCHEMA(NUM("code") "," STR("message"), ""), tool_error, false },
     { "iserror", "Answers with isError:true", NO_ARGS, tool_iserror, false },
+    { "raw", "Answers with the result given, pasted as it stands", SCHEMA(STR("result"), "\"result\""), tool_raw, false },
     { "unknownid", "Sends a response for an id never sent, then answers", NO_ARGS, tool_unknownid, false },
     { "badresponse", "Answers with neither result nor error", NO_ARGS, tool_badresponse, false },
     { "env", "Returns the environment", NO_ARGS, tool_env, false },

@@ -369,7 +369,11 @@ static void on_call_event(mcpgw_call *hc, const struct mcpgw_call_event *ev, voi
                        c->why ? c->why : ev->error ? ev->error : mcpgw_strerror(ev->status));
     if (s && wsd_ws_open(s->ws)) {
         mcpgw_buf_reset(&d->out);
-        if (ev->status == 0)
+        if (ev->status == 0 && ev->result_json)
+            rc = mcpgw_codec_tool_response_text(&d->out, c->id, mcpgw_now_ms(), !ev->is_error,
+                                                ev->result_json, ev->result_len, c->server,
+                                                c->tool);
+        else if (ev->status == 0)
             rc = mcpgw_codec_tool_response(&d->out, c->id, mcpgw_now_ms(), !ev->is_error,
                                            ev->result, c->server, c->tool);
         else
@@ -398,7 +402,7 @@ static void do_tool_call(struct wsd_session *s, const struct mcpgw_msg *m, const
     const struct mcpgw_conf *conf = d->conf;
     struct mcpgw_call_opts opts = {
         .progress = m->progress, .caller = who(s), .client_call_id = m->id_str,
-        .transport = "websocket",
+        .transport = "websocket", .result_text = true,
     };
     struct call *c;
     int rc;
