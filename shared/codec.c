@@ -630,13 +630,28 @@ static json_tokener *thread_tokener(int depth)
  * may be NULL; on success err is left cleared (code NULL, strings empty);
  * -EINVAL (msg NULL, or buf NULL with len > 0) and -ENOMEM also fill err,
  * with code "internal". */
+/* lim (NULL: the defaults of limits.h) with values above the hard caps
+ * lowered to them; the tokener takes an int length, which
+ * MCPGW_MESSAGE_BYTES_MAX keeps far from. */
+static void limits_of(const struct mcpgw_codec_limits *lim, size_t *max_bytes, int *max_depth)
+{
+    *max_bytes = lim ? lim->max_bytes : MCPGW_MESSAGE_BYTES_DEFAULT;
+    *max_depth = lim ? lim->max_depth : MCPGW_JSON_DEPTH_DEFAULT;
+    if (*max_bytes > MCPGW_MESSAGE_BYTES_MAX)
+        *max_bytes = MCPGW_MESSAGE_BYTES_MAX;
+    if (*max_depth > MCPGW_JSON_DEPTH_MAX)
+        *max_depth = MCPGW_JSON_DEPTH_MAX;
+    if (*max_depth < 1)
+        *max_depth = 1;
+}
+
 int mcpgw_codec_parse_object(const char *buf, size_t len, const struct mcpgw_codec_limits *lim,
                              json_object **out, struct mcpgw_codec_error *err)
 {
     struct mcpgw_codec_error scratch;
     struct scan sc = { 0 };
-    size_t max_bytes = MCPGW_MESSAGE_BYTES_DEFAULT, i;
-    int max_depth = MCPGW_JSON_DEPTH_DEFAULT;
+    size_t max_bytes, i;
+    int max_depth;
     struct json_tokener *tok;
     json_object *root = NULL;
 
@@ -648,18 +663,7 @@ int mcpgw_codec_parse_object(const char *buf, size_t len, const struct mcpgw_cod
     if (!out || (!buf && len))
         return refuse(err, -EINVAL, MCPGW_CODE_INTERNAL, "invalid arguments");
     *out = NULL;
-    /* Limits above the hard caps are lowered to them; the tokener takes an
-     * int length, which MCPGW_MESSAGE_BYTES_MAX keeps far from. */
-    if (lim) {
-        max_bytes = lim->max_bytes;
-        max_depth = lim->max_depth;
-    }
-    if (max_bytes > MCPGW_MESSAGE_BYTES_MAX)
-        max_bytes = MCPGW_MESSAGE_BYTES_MAX;
-    if (max_depth > MCPGW_JSON_DEPTH_MAX)
-        max_depth = MCPGW_JSON_DEPTH_MAX;
-    if (max_depth < 1)
-        max_depth = 1;
+    limits_of(lim, &max_bytes, &max_depth);
 
     if (len > max_bytes)
         return refuse(err, MCPGW_ETOOBIG, MCPGW_CODE_TOO_LARGE,
@@ -737,6 +741,113 @@ int mcpgw_codec_scan_members(const char *buf, size_t len, int max_depth,
     return sc.key_escaped || sc.big_number || sc.line_sep ? 1 : 0;
 }
 
+/* A JSON string span with no escape, as its content (quotes dropped). */
+static bool plain_string(const char *buf, const struct mcpgw_codec_span *sp, size_t max,
+                         const char **s, size_t *n)
+{
+    if (sp->len < 2 || buf[sp->off] != '"')
+        return false;
+    *s = buf + sp->off + 1;
+    *n = sp->len - 2;
+    return *n >= 1 && *n <= max && !memchr(*s, '\\', *n);
+}
+
+/* An integer span of at most 18 digits (so within int64), as its value. */
+static bool plain_int(const char *buf, const struct mcpgw_codec_span *sp, int64_t *out)
+{
+    const char *p = buf + sp->off;
+    size_t n = sp->len, i = 0;
+    int64_t v = 0;
+
+    if (n && p[0] == '-')
+        i = 1;
+    if (n - i < 1 || n - i > 18)
+        return false;
+    for (; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+        v = v * 10 + (p[i] - '0');
+    }
+    *out = p[0] == '-' ? -v : v;
+    return true;
+}
+
+/* The common case, a tool_call whose envelope is plain (every string
+ * without escapes, params an object or absent, progress a boolean,
+ * timestamp an integer), decoded without a json-c tree for the envelope:
+ * only params is parsed into one, since the server gets our
+ * re-serialisation of it.  1 with *msg filled; 0 to take the full path,
+ * which also gives every refusal its precise error; -ENOMEM. */
+static int decode_plain_call(const char *buf, size_t len, int max_depth, struct mcpgw_msg *msg)
+{
+    static const char *const top[] = { "type", "id", "data", "timestamp" };
+    static const char *const fields[] = { "serverId", "toolName", "params", "progress" };
+    struct mcpgw_codec_span sp[4], dsp[4];
+    struct mcpgw_msg m = { .type = MCPGW_MSG_TOOL_CALL, .progress = true };
+    const char *id_s = NULL, *srv, *tool, *data;
+    size_t id_n = 0, srv_n, tool_n;
+    int64_t id_i = 0;
+    json_tokener *tok;
+    char *at;
+
+    if (mcpgw_codec_scan_members(buf, len, max_depth, top, 4, sp) != 0 || sp[0].len != 11 ||
+        memcmp(buf + sp[0].off, "\"tool_call\"", 11) != 0 || !sp[1].len || !sp[2].len ||
+        buf[sp[2].off] != '{')
+        return 0;
+    if (!plain_string(buf, &sp[1], MCPGW_CALL_ID_MAX, &id_s, &id_n) && !plain_int(buf, &sp[1], &id_i))
+        return 0;
+    if (sp[3].len && !plain_int(buf, &sp[3], &m.timestamp))
+        return 0;
+    data = buf + sp[2].off;
+    if (mcpgw_codec_scan_members(data, sp[2].len, max_depth - 1, fields, 4, dsp) != 0 ||
+        !plain_string(data, &dsp[0], MCPGW_SERVER_ID_MAX, &srv, &srv_n) ||
+        !plain_string(data, &dsp[1], MCPGW_TOOL_NAME_MAX, &tool, &tool_n))
+        return 0;
+    if (dsp[2].len && data[dsp[2].off] != '{' &&
+        !(dsp[2].len == 4 && memcmp(data + dsp[2].off, "null", 4) == 0))
+        return 0;
+    if (dsp[3].len == 5 && memcmp(data + dsp[3].off, "false", 5) == 0)
+        m.progress = false;
+    else if (dsp[3].len && !(dsp[3].len == 4 && memcmp(data + dsp[3].off, "true", 4) == 0))
+        return 0;
+
+    /* Checked; now build.  params: our tokener, whose depth is the whole
+     * message's, so what the scan took it takes. */
+    if (dsp[2].len && data[dsp[2].off] == '{') {
+        if (!(tok = thread_tokener(max_depth + 1)))
+            return -ENOMEM;
+        m.root = json_tokener_parse_ex(tok, data + dsp[2].off, (int)dsp[2].len);
+        json_tokener_reset(tok);
+    } else {
+        m.root = json_object_new_object();
+    }
+    m.params = m.root;
+    m.id_owned = id_s ? json_object_new_string_len(id_s, (int)id_n) : json_object_new_int64(id_i);
+    m.store = malloc(srv_n + tool_n + 2 + 24);
+    if (!m.root || !m.id_owned || !m.store) {
+        mcpgw_msg_release(&m);
+        return -ENOMEM;
+    }
+    m.id = m.id_owned;
+    at = m.store;
+    memcpy(at, srv, srv_n);
+    at[srv_n] = '\0';
+    m.server_id = at;
+    at += srv_n + 1;
+    memcpy(at, tool, tool_n);
+    at[tool_n] = '\0';
+    m.tool_name = at;
+    at += tool_n + 1;
+    if (id_s) {
+        m.id_str = json_object_get_string(m.id);
+    } else {
+        snprintf(at, 24, "%" PRId64, id_i);
+        m.id_str = at;
+    }
+    *msg = m;
+    return 1;
+}
+
 int mcpgw_codec_decode(const char *buf, size_t len, const struct mcpgw_codec_limits *lim,
                        struct mcpgw_msg *msg, struct mcpgw_codec_error *err)
 {
@@ -753,6 +864,20 @@ int mcpgw_codec_decode(const char *buf, size_t len, const struct mcpgw_codec_lim
         err = &scratch;
     if (!msg)
         return refuse(err, -EINVAL, MCPGW_CODE_INTERNAL, "invalid arguments");
+    if (buf) {
+        size_t max_bytes;
+        int max_depth;
+
+        limits_of(lim, &max_bytes, &max_depth);
+        if (len <= max_bytes && (rc = decode_plain_call(buf, len, max_depth, msg)) != 0) {
+            if (rc < 0)
+                return refuse(err, rc, MCPGW_CODE_INTERNAL, "out of memory");
+            err->code = NULL;
+            err->message[0] = '\0';
+            err->id_json[0] = '\0';
+            return 0;
+        }
+    }
     rc = mcpgw_codec_parse_object(buf, len, lim, &root, err);
     if (rc < 0)
         return rc;
@@ -909,6 +1034,8 @@ void mcpgw_msg_release(struct mcpgw_msg *msg)
     if (!msg)
         return;
     json_object_put(msg->root);
+    json_object_put(msg->id_owned);
+    free(msg->store);
     memset(msg, 0, sizeof(*msg));
 }
 

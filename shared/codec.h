@@ -58,8 +58,8 @@ enum mcpgw_msg_type {
     MCPGW_MSG_LIST_TOOLS
 };
 
-/* A decoded client message.  root owns everything; the other pointers are
- * borrowed from it and live until mcpgw_msg_release(). */
+/* A decoded client message.  root, id_owned and store own everything; the
+ * other pointers are borrowed from them and live until mcpgw_msg_release(). */
 struct mcpgw_msg {
     enum mcpgw_msg_type type;
     json_object *root;
@@ -72,6 +72,10 @@ struct mcpgw_msg {
                                  * server for progress reports */
     const char *token;          /* auth */
     int64_t timestamp;          /* as sent, 0 if absent */
+    /* A plain tool_call is decoded without a tree for its envelope: root
+     * is then params itself, and these hold the rest. */
+    json_object *id_owned;
+    char *store;                /* server_id, tool_name (and id_str of an int) */
 };
 
 struct mcpgw_codec_limits {

@@ -219,10 +219,13 @@ START_TEST(decode_tool_call_params_absent_or_null_become_owned_empty_object)
         ck_assert_int_eq(decs(ins[i], &m, NULL), 0);
         ck_assert(json_object_is_type(m.params, json_type_object));
         ck_assert_int_eq(json_object_object_length(m.params), 0);
-        /* Root owns it: it sits in data (valgrind proves the release frees it). */
-        data = field(m.root, "data", json_type_object);
-        p = field(data, "params", json_type_object);
-        ck_assert_ptr_eq(p, m.params);
+        /* The message owns it (valgrind proves the release frees it): as
+         * root itself (a plain call) or inside root's data. */
+        if (m.root != m.params) {
+            data = field(m.root, "data", json_type_object);
+            p = field(data, "params", json_type_object);
+            ck_assert_ptr_eq(p, m.params);
+        }
         mcpgw_msg_release(&m);
     }
 }
@@ -1709,6 +1712,90 @@ START_TEST(tool_response_text_copies_the_result)
 }
 END_TEST
 
+/* A plain tool_call is decoded without a tree for its envelope; the same
+ * message with its "type" key written as an escape takes the full path.
+ * Both must give the same message, field for field. */
+static void same_both_ways(const char *plain)
+{
+    struct mcpgw_msg a, b;
+    char slow[1024], ida[MCPGW_CODEC_ID_JSON_SIZE], idb[MCPGW_CODEC_ID_JSON_SIZE];
+    const char *at = strstr(plain, "\"type\"");
+
+    ck_assert_ptr_nonnull(at);
+    snprintf(slow, sizeof(slow), "%.*s\"\\u0074ype\"%s", (int)(at - plain), plain, at + 6);
+    ck_assert_msg(decs(plain, &a, NULL) == 0, "%s", plain);
+    ck_assert_msg(decs(slow, &b, NULL) == 0, "%s", slow);
+    ck_assert_msg(a.root == a.params, "not the plain path: %s", plain);
+    ck_assert_ptr_ne(b.root, b.params);
+    ck_assert_int_eq(a.type, b.type);
+    ck_assert_int_eq(mcpgw_codec_id_json(a.id, ida, sizeof(ida)), 0);
+    ck_assert_int_eq(mcpgw_codec_id_json(b.id, idb, sizeof(idb)), 0);
+    ck_assert_str_eq(ida, idb);
+    ck_assert_str_eq(a.id_str, b.id_str);
+    ck_assert_str_eq(a.server_id, b.server_id);
+    ck_assert_str_eq(a.tool_name, b.tool_name);
+    ck_assert(json_object_equal(a.params, b.params));
+    ck_assert_str_eq(json_object_to_json_string(a.params), json_object_to_json_string(b.params));
+    ck_assert_int_eq(a.progress, b.progress);
+    ck_assert_int_eq(a.timestamp, b.timestamp);
+    mcpgw_msg_release(&a);
+    mcpgw_msg_release(&b);
+}
+
+START_TEST(plain_tool_call_decodes_as_the_full_path_does)
+{
+    static const char *const ins[] = {
+        "{\"type\":\"tool_call\",\"id\":\"search-1\",\"data\":{\"serverId\":\"memory\","
+        "\"toolName\":\"search_nodes\",\"params\":{\"query\":\"x\"}},\"timestamp\":1764118924000}",
+        " { \"id\" : 7 , \"type\" : \"tool_call\" , \"data\" : { \"toolName\" : \"t\" , "
+        "\"serverId\" : \"s\" , \"params\" : { \"a\" : [ 1 , 2.5 , \"\\u00e9\\n\" , null ] , "
+        "\"a\" : { \"b\" : true } } , \"progress\" : false } } ",
+        "{\"type\":\"tool_call\",\"id\":-0,\"data\":{\"serverId\":\"s\",\"toolName\":\"t\"},"
+        "\"timestamp\":-5}",
+        "{\"type\":\"tool_call\",\"id\":123456789012345678,\"data\":{\"serverId\":\"s\","
+        "\"toolName\":\"t\",\"params\":null,\"progress\":true},\"extra\":{\"x\":[]}}",
+        "{\"type\":\"ping\",\"type\":\"tool_call\",\"id\":\"caf\xc3\xa9\",\"data\":{\"serverId\":"
+        "\"x\",\"serverId\":\"s\",\"toolName\":\"t\",\"params\":{}}}",
+    };
+
+    for (size_t i = 0; i < sizeof(ins) / sizeof(ins[0]); i++)
+        same_both_ways(ins[i]);
+}
+END_TEST
+
+/* What the plain path leaves to the full one still gets the full one's
+ * precise answer. */
+START_TEST(unplain_tool_calls_keep_their_precise_errors)
+{
+    static const struct {
+        const char *in, *message;
+    } cases[] = {
+        { "{\"type\":\"tool_call\",\"id\":\"\",\"data\":{\"serverId\":\"s\",\"toolName\":\"t\"}}",
+          "'id' must be 1 to 128 bytes" },
+        { "{\"type\":\"tool_call\",\"id\":1.5,\"data\":{\"serverId\":\"s\",\"toolName\":\"t\"}}",
+          "'id' must be a string or an integer" },
+        { "{\"type\":\"tool_call\",\"id\":\"a\",\"data\":{\"serverId\":\"s\",\"toolName\":\"t\","
+          "\"params\":[]}}", "'data.params' must be an object" },
+        { "{\"type\":\"tool_call\",\"id\":\"a\",\"data\":{\"serverId\":\"s\",\"toolName\":\"t\","
+          "\"progress\":1}}", "'data.progress' must be true or false" },
+        { "{\"type\":\"tool_call\",\"id\":\"a\",\"data\":{\"serverId\":\"s\"}}",
+          "missing 'data.toolName'" },
+        { "{\"type\":\"tool_call\",\"id\":\"a\",\"data\":{\"serverId\":\"s\\u0000\","
+          "\"toolName\":\"t\"}}", "'data.serverId' must not contain \\u0000" },
+        { "{\"type\":\"tool_call\",\"id\":\"a\",\"data\":{\"serverId\":\"s\",\"toolName\":\"t\"},"
+          "\"timestamp\":\"now\"}", "'timestamp' must be a number" },
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct mcpgw_codec_error e;
+        struct mcpgw_msg m;
+
+        ck_assert_msg(decs(cases[i].in, &m, &e) == MCPGW_EPARSE, "%s", cases[i].in);
+        ck_assert_str_eq(e.message, cases[i].message);
+    }
+}
+END_TEST
+
 START_TEST(now_ms_is_wall_clock_milliseconds)
 {
     int64_t a = (int64_t)time(NULL) * 1000, n = mcpgw_now_ms(), b = (int64_t)time(NULL) * 1000;
@@ -1783,6 +1870,8 @@ static Suite *codec_suite(void)
     tcase_add_test(tc, scan_members_finds_top_level_values_without_a_tree);
     tcase_add_test(tc, scan_members_says_when_to_parse_instead);
     tcase_add_test(tc, tool_response_text_copies_the_result);
+    tcase_add_test(tc, plain_tool_call_decodes_as_the_full_path_does);
+    tcase_add_test(tc, unplain_tool_calls_keep_their_precise_errors);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;

@@ -3,7 +3,9 @@
  * Decoding must never crash or leak, must reject (not truncate) what it
  * cannot take, and an id it reports must itself be valid JSON.  What
  * decodes is fed to the encoders, whose output must parse again.  The
- * member scan agrees with the strict parse on what is valid. */
+ * member scan agrees with the strict parse on what is valid, and a
+ * tool_call decoded without a tree (msg.root is its params) says what the
+ * tree says. */
 #include "config.h"
 
 #include <assert.h>
@@ -24,6 +26,34 @@ static void must_parse(const struct mcpgw_buf *b)
     assert(o && json_tokener_get_parse_end(tok) == b->len);
     json_object_put(o);
     json_tokener_free(tok);
+}
+
+static json_object *member(json_object *o, const char *k)
+{
+    json_object *v = NULL;
+
+    json_object_object_get_ex(o, k, &v);
+    return v;
+}
+
+static void same_as_tree(const uint8_t *data, size_t size, const struct mcpgw_codec_limits *lim,
+                         const struct mcpgw_msg *msg)
+{
+    json_object *tree = NULL, *d, *v;
+
+    assert(mcpgw_codec_parse_object((const char *)data, size, lim, &tree, NULL) == 0);
+    assert(strcmp(json_object_get_string(member(tree, "type")), "tool_call") == 0);
+    assert(json_object_equal(member(tree, "id"), msg->id));
+    d = member(tree, "data");
+    assert(strcmp(json_object_get_string(member(d, "serverId")), msg->server_id) == 0);
+    assert(strcmp(json_object_get_string(member(d, "toolName")), msg->tool_name) == 0);
+    v = member(d, "params");
+    assert(v ? json_object_equal(v, msg->params) : json_object_object_length(msg->params) == 0);
+    v = member(d, "progress");
+    assert(msg->progress == (v ? json_object_get_boolean(v) : 1));
+    v = member(tree, "timestamp");
+    assert(msg->timestamp == (v ? json_object_get_int64(v) : 0));
+    json_object_put(tree);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -58,6 +88,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         return 0;
     }
+    if (msg.type == MCPGW_MSG_TOOL_CALL && msg.root == msg.params)
+        same_as_tree(data, size, &lim, &msg);
     mcpgw_buf_init(&out, MCPGW_MESSAGE_BYTES_DEFAULT);
     if (msg.id)
         assert(mcpgw_codec_id_json(msg.id, id, sizeof(id)) == 0);
