@@ -65,7 +65,7 @@ struct scan {
     size_t len, pos;
     int max_depth;
     bool big_number;    /* a number json-c may have made infinite: check the tree */
-    bool escaped;       /* a string has a backslash escape (scan_string sets it) */
+    bool escaped;       /* set by scan_string on a backslash escape */
     bool line_sep;      /* a string holds U+2028 or U+2029 unescaped */
     const char *why;    /* on failure: the reason, with pos at the fault */
     /* mcpgw_codec_scan_members: the top-level members to find */
@@ -400,14 +400,12 @@ key:
         return scan_fail(sc, sc->s[sc->pos] == 0 ? "NUL byte" : "unexpected character");
     if (depth == 1 && sc->nkeys) {
         size_t start = sc->pos + 1;
-        bool escaped = sc->escaped;
 
         sc->escaped = false;
         if (scan_string(sc, true) < 0)
             return -1;
         if (sc->escaped)
             sc->key_escaped = true;
-        sc->escaped |= escaped;
         for (size_t k = 0; k < sc->nkeys; k++)
             if (strlen(sc->keys[k]) == sc->pos - 1 - start &&
                 memcmp(sc->keys[k], sc->s + start, sc->pos - 1 - start) == 0)
