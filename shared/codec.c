@@ -614,33 +614,20 @@ static json_tokener *thread_tokener(int depth)
     return c->tok;
 }
 
-/* Ownership: everything hangs off root.  An integer id's decimal text is
- * malloc'd and attached to the id object as json-c userdata (freed with it;
- * an int's serialiser ignores userdata), so id_str lives exactly as long as
- * msg->id.  A params object created for an absent or null "params" is added
- * into data, so root owns it too.
- *
- * Duplicate keys: json-c keeps the last value of a key, as JavaScript's
- * JSON.parse does; that is the value checked and the value used.  Unknown
- * keys are ignored: clients add their own fields.
- *
- * Beyond the header's contract: lim NULL means the defaults of limits.h; err
- * may be NULL; on success err is left cleared (code NULL, strings empty);
- * -EINVAL (msg NULL, or buf NULL with len > 0) and -ENOMEM also fill err,
- * with code "internal". */
+static int depth_cap(int depth)
+{
+    return depth > MCPGW_JSON_DEPTH_MAX ? MCPGW_JSON_DEPTH_MAX : depth < 1 ? 1 : depth;
+}
+
 /* lim (NULL: the defaults of limits.h) with values above the hard caps
  * lowered to them; the tokener takes an int length, which
  * MCPGW_MESSAGE_BYTES_MAX keeps far from. */
 static void limits_of(const struct mcpgw_codec_limits *lim, size_t *max_bytes, int *max_depth)
 {
     *max_bytes = lim ? lim->max_bytes : MCPGW_MESSAGE_BYTES_DEFAULT;
-    *max_depth = lim ? lim->max_depth : MCPGW_JSON_DEPTH_DEFAULT;
     if (*max_bytes > MCPGW_MESSAGE_BYTES_MAX)
         *max_bytes = MCPGW_MESSAGE_BYTES_MAX;
-    if (*max_depth > MCPGW_JSON_DEPTH_MAX)
-        *max_depth = MCPGW_JSON_DEPTH_MAX;
-    if (*max_depth < 1)
-        *max_depth = 1;
+    *max_depth = depth_cap(lim ? lim->max_depth : MCPGW_JSON_DEPTH_DEFAULT);
 }
 
 int mcpgw_codec_parse_object(const char *buf, size_t len, const struct mcpgw_codec_limits *lim,
@@ -720,17 +707,13 @@ int mcpgw_codec_scan_members(const char *buf, size_t len, int max_depth,
         return -EINVAL;
     for (i = 0; i < nkeys; i++)
         spans[i].off = spans[i].len = 0;
-    if (max_depth > MCPGW_JSON_DEPTH_MAX)
-        max_depth = MCPGW_JSON_DEPTH_MAX;
-    if (max_depth < 1)
-        max_depth = 1;
     for (i = 0; i < len && is_ws((unsigned char)buf[i]); i++)
         ;
     if (i >= len || buf[i] != '{')
         return MCPGW_EPARSE;
     sc.s = (const unsigned char *)buf;
     sc.len = len;
-    sc.max_depth = max_depth;
+    sc.max_depth = depth_cap(max_depth);
     sc.keys = keys;
     sc.nkeys = nkeys;
     sc.spans = spans;
@@ -846,6 +829,21 @@ static int decode_plain_call(const char *buf, size_t len, int max_depth, struct 
     return 1;
 }
 
+/* Ownership, on the full path: everything hangs off root.  An integer id's
+ * decimal text is malloc'd and attached to the id object as json-c userdata
+ * (freed with it; an int's serialiser ignores userdata), so id_str lives
+ * exactly as long as msg->id.  A params object created for an absent or
+ * null "params" is added into data, so root owns it too.  On the plain path
+ * (decode_plain_call) root is params, and id_owned and store hold the rest.
+ *
+ * Duplicate keys: json-c keeps the last value of a key, as JavaScript's
+ * JSON.parse does, and so does the scan; that is the value checked and the
+ * value used.  Unknown keys are ignored: clients add their own fields.
+ *
+ * Beyond the header's contract: lim NULL means the defaults of limits.h; err
+ * may be NULL; on success err is left cleared (code NULL, strings empty);
+ * -EINVAL (msg NULL, or buf NULL with len > 0) and -ENOMEM also fill err,
+ * with code "internal". */
 int mcpgw_codec_decode(const char *buf, size_t len, const struct mcpgw_codec_limits *lim,
                        struct mcpgw_msg *msg, struct mcpgw_codec_error *err)
 {
